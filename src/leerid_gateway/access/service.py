@@ -1,0 +1,35 @@
+"""The access decision (protocol art. 3 and recital D): enrolled at a partner school, or no access."""
+
+from __future__ import annotations
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from leerid_gateway.access.models import PartnerSchool
+from leerid_gateway.leerid.profile import LeerIdProfile
+
+
+async def partner_school_of(db: AsyncSession, profile: LeerIdProfile) -> str | None:
+    """The first of the pupil's enrolments that is at a partner school, or None (refuse)."""
+    if not profile.school_codes:
+        return None
+    rows = await db.scalars(select(PartnerSchool.code).where(PartnerSchool.code.in_(profile.school_codes)))
+    partners = set(rows)
+    return next((code for code in profile.school_codes if code in partners), None)
+
+
+async def add(db: AsyncSession, code: str, name: str | None) -> bool:
+    if await db.get(PartnerSchool, code) is not None:
+        return False
+    db.add(PartnerSchool(code=code, name=name))
+    await db.flush()
+    return True
+
+
+async def remove(db: AsyncSession, code: str) -> bool:
+    result = await db.execute(delete(PartnerSchool).where(PartnerSchool.code == code))
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def list_all(db: AsyncSession) -> list[PartnerSchool]:
+    return list(await db.scalars(select(PartnerSchool).order_by(PartnerSchool.code)))

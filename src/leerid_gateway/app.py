@@ -1,0 +1,219 @@
+"""create_app(settings): wiring only. The lifespan opens and closes the process's resources."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from leerid_gateway import ops
+from leerid_gateway.db import create_engine, create_session_factory
+from leerid_gateway.gateway import Gateway
+from leerid_gateway.kit.crypto import Hasher, Sealer
+from leerid_gateway.kit.errors import OAuthError, ProblemError, PupilError, UpstreamError
+from leerid_gateway.kit.middleware import RequestContextMiddleware
+from leerid_gateway.oidc import router as oidc_router
+from leerid_gateway.oidc.provider import Provider
+from leerid_gateway.oidc.return_to import with_error
+from leerid_gateway.oidc.service import RelyingParty, upstream_unavailable
+from leerid_gateway.pages.render import render
+from leerid_gateway.sessions import router as sessions_router
+from leerid_gateway.settings import Settings
+from leerid_gateway.tokens import router as tokens_router
+from leerid_gateway.tokens.keyring import KeyRing
+from leerid_gateway.tokens.service import TokenPolicy
+
+log = logging.getLogger("leerid_gateway")
+
+# Paths a pupil's browser opens directly: errors there are Dutch pages, not JSON.
+PUPIL_PATHS = ("/login", "/callback")
+VERSION = "0.1.0"
+
+
+def build_gateway(settings: Settings) -> Gateway:
+    engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
+    factory = create_session_factory(engine)
+    http = httpx.AsyncClient(
+        timeout=httpx.Timeout(settings.oidc_http_timeout),
+        limits=httpx.Limits(max_connections=50, max_keepalive_connections=20),
+        follow_redirects=False,
+        headers={"User-Agent": f"leerid-gateway/{VERSION}"},
+    )
+    provider = Provider(
+        http,
+        settings.provider_issuer,
+        discovery_ttl=settings.oidc_discovery_ttl,
+        min_refresh=settings.oidc_jwks_min_refresh_interval,
+    )
+    secret = settings.secret_key.get_secret_value()
+    return Gateway(
+        settings=settings,
+        engine=engine,
+        session_factory=factory,
+        http=http,
+        provider=provider,
+        relying_party=RelyingParty(settings, provider, http, factory),
+        keyring=KeyRing(factory, Sealer(secret, "signing-keys"), settings.token_signing_alg),
+        token_policy=TokenPolicy(settings.issuer, settings.token_audience, settings.access_token_ttl),
+        client_hasher=Hasher(secret, "client-secret"),
+    )
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        gateway = build_gateway(settings)
+        app.state.gateway = gateway
+        try:
+            await gateway.keyring.start()
+            try:
+                await gateway.provider.metadata()
+            except UpstreamError as exc:
+                # Not fatal: /readyz reports it and logins retry discovery.
+                log.warning("provider discovery failed at start-up: %s", exc.kind)
+            yield
+        finally:
+            await gateway.http.aclose()
+            await gateway.engine.dispose()
+
+    app = FastAPI(
+        title="leerid-gateway",
+        version=VERSION,
+        summary="LeerID login for eTeacher: OIDC relying party toward ACM, one identity per pupil, "
+        "short-lived internal tokens.",
+        lifespan=lifespan,
+        redoc_url=None,
+    )
+    app.include_router(oidc_router.router)
+    app.include_router(tokens_router.router)
+    app.include_router(sessions_router.router)
+    app.include_router(ops.router)
+    _install_error_handlers(app, settings)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.effective_cors_origins,
+        allow_credentials=True,
+        allow_methods=["GET", "POST"],
+        allow_headers=["Content-Type", "X-Request-ID"],
+        max_age=600,
+    )
+    app.add_middleware(
+        RequestContextMiddleware,
+        hsts=settings.secure_cookies,
+        page_form_targets=settings.provider_issuer,
+    )
+    return app
+
+
+def _request_id(request: Request) -> str | None:
+    value = request.scope.get("state", {}).get("request_id")
+    return value if isinstance(value, str) else None
+
+
+def _pupil_page(request: Request, exc: PupilError, settings: Settings) -> Response:
+    back = with_error(exc.return_to, exc.oauth_error) if exc.return_to and exc.oauth_error else exc.return_to
+    retry_target = exc.return_to or settings.allowed_return_urls[0]
+    retry = f"/login?return_to={quote(retry_target, safe='')}" if exc.retry else None
+    response = render(
+        "error.html",
+        status=exc.status,
+        title=exc.title,
+        message=exc.message,
+        retry_url=retry,
+        back_url=back,
+        request_id=_request_id(request),
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _problem(status: int, title: str, detail: str | None, request: Request, **extra: Any) -> JSONResponse:
+    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
+    if detail:
+        body["detail"] = detail
+    if (rid := _request_id(request)) is not None:
+        body["request_id"] = rid
+    body.update(extra)
+    return JSONResponse(
+        body, status_code=status, media_type="application/problem+json", headers={"Cache-Control": "no-store"}
+    )
+
+
+def _install_error_handlers(app: FastAPI, settings: Settings) -> None:
+    """Errors in one place: pupils get Dutch pages, OAuth endpoints RFC 6749 §5.2, the rest RFC 9457."""
+
+    @app.exception_handler(PupilError)
+    async def pupil_error(request: Request, exc: PupilError) -> Response:
+        log.info("pupil error %s", exc.reason)
+        return _pupil_page(request, exc, settings)
+
+    @app.exception_handler(OAuthError)
+    async def oauth_error(request: Request, exc: OAuthError) -> Response:
+        body = {"error": exc.error}
+        if exc.description:
+            body["error_description"] = exc.description
+        headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+        if exc.www_authenticate:
+            headers["WWW-Authenticate"] = exc.www_authenticate
+        return JSONResponse(body, status_code=exc.status, headers=headers)
+
+    @app.exception_handler(ProblemError)
+    async def problem_error(request: Request, exc: ProblemError) -> Response:
+        return _problem(exc.status, exc.title, exc.detail, request)
+
+    @app.exception_handler(UpstreamError)
+    async def upstream_error(request: Request, exc: UpstreamError) -> Response:
+        log.warning("upstream failure kind=%s", exc.kind)
+        if request.url.path.startswith(PUPIL_PATHS):
+            return _pupil_page(request, upstream_unavailable(None), settings)
+        return _problem(502, "Upstream failure", "The identity provider did not answer usefully.", request)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        if request.url.path.startswith(PUPIL_PATHS):
+            return _pupil_page(
+                request,
+                PupilError(
+                    "bad_request",
+                    title="Deze link is niet geldig",
+                    message="De aanvraag was onvolledig of ongeldig. "
+                    "Ga terug naar eTeacher en probeer opnieuw.",
+                ),
+                settings,
+            )
+        if request.url.path == "/introspect":
+            return await oauth_error(request, OAuthError("invalid_request", "missing or invalid parameters"))
+        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", "")} for e in exc.errors()]
+        return _problem(
+            422, "Invalid request", "Some parameters are missing or invalid.", request, errors=errors
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        return _problem(exc.status_code, str(exc.detail), None, request)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.error("unhandled %s on %s", type(exc).__name__, request.url.path)
+        if request.url.path.startswith(PUPIL_PATHS):
+            return _pupil_page(
+                request,
+                PupilError(
+                    "internal",
+                    status=500,
+                    title="Er ging iets mis",
+                    message="Er liep iets mis bij het aanmelden. Er werd niets bewaard. Probeer opnieuw.",
+                    retry=True,
+                ),
+                settings,
+            )
+        return _problem(500, "Internal error", None, request)

@@ -1,0 +1,42 @@
+"""FastAPI dependencies as ``Annotated`` aliases, so route signatures read like sentences."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from leerid_gateway.gateway import Gateway
+from leerid_gateway.settings import Settings
+
+
+def get_gateway(request: Request) -> Gateway:
+    gateway: Gateway = request.app.state.gateway
+    return gateway
+
+
+def get_settings(request: Request) -> Settings:
+    return get_gateway(request).settings
+
+
+async def get_db(request: Request) -> AsyncIterator[AsyncSession]:
+    """One transaction per request that needs one: commit on success, roll back on error.
+
+    Used with ``scope="function"``: the commit happens *before* the response is sent, so a failed
+    commit becomes an error response instead of a lost write behind a 200.
+    """
+    async with get_gateway(request).session_factory() as db, db.begin():
+        yield db
+
+
+def get_request_id(request: Request) -> str | None:
+    value = request.scope.get("state", {}).get("request_id")
+    return value if isinstance(value, str) else None
+
+
+GatewayDep = Annotated[Gateway, Depends(get_gateway)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+DbSession = Annotated[AsyncSession, Depends(get_db, scope="function")]
+RequestId = Annotated[str | None, Depends(get_request_id)]

@@ -1,0 +1,69 @@
+"""The return_to check (RFC 9700 §4.11 open redirectors; RFC 6819 §4.2.4).
+
+A URL is allowed only when, *after parsing*, its scheme and host equal an allowed prefix's, its
+port is the same, it has no userinfo, and its path starts at a path-segment boundary of the
+prefix's path. Anything odd — backslashes, control characters, encoded slashes that could change
+the meaning of the path, other schemes — is refused outright, never "repaired".
+"""
+
+from __future__ import annotations
+
+from urllib.parse import SplitResult, urlsplit
+
+MAX_LENGTH = 2048
+
+
+def _parse(url: str) -> SplitResult | None:
+    if not url or len(url) > MAX_LENGTH:
+        return None
+    if any(ord(ch) < 0x21 or ord(ch) == 0x7F for ch in url) or "\\" in url:
+        return None
+    if not url.isascii():
+        return None
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
+        return None
+    lowered = parts.path.lower()
+    if "%2f" in lowered or "%5c" in lowered or "%2e" in lowered or "%25" in lowered:
+        return None
+    if any(seg in (".", "..") for seg in parts.path.split("/")):
+        return None
+    del port
+    return parts
+
+
+def _port(parts: SplitResult) -> int:
+    return parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def is_allowed(url: str, prefixes: list[str]) -> bool:
+    candidate = _parse(url)
+    if candidate is None:
+        return False
+    for prefix in prefixes:
+        allowed = urlsplit(prefix)
+        if (
+            candidate.scheme == allowed.scheme
+            and candidate.hostname == (allowed.hostname or "").lower()
+            and _port(candidate) == _port(allowed)
+            and _path_within(candidate.path or "/", allowed.path or "/")
+        ):
+            return True
+    return False
+
+
+def _path_within(path: str, prefix: str) -> bool:
+    if prefix.endswith("/"):
+        return path.startswith(prefix) or path == prefix.rstrip("/")
+    return path == prefix or path.startswith(prefix + "/")
+
+
+def with_error(url: str, error: str) -> str:
+    """return_to with ``error=`` appended (the eTeacher frontend reads it)."""
+    parts = urlsplit(url)
+    query = f"{parts.query}&error={error}" if parts.query else f"error={error}"
+    return parts._replace(query=query, fragment="").geturl()

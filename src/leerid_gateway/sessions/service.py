@@ -1,0 +1,106 @@
+"""Browser sessions: created at a successful callback, ended by logout, expiry, merge or refusal."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from leerid_gateway.db import utcnow
+from leerid_gateway.identity.models import Identity
+from leerid_gateway.kit.crypto import Hasher, random_token
+from leerid_gateway.sessions.models import BrowserSession
+
+# Writing last_seen_at on every request would turn every /token into a write; a minute of
+# imprecision in the idle timeout is the price.
+_TOUCH_EVERY = dt.timedelta(seconds=60)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionPolicy:
+    idle: dt.timedelta
+    absolute: dt.timedelta
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveSession:
+    sid: str
+    identity: Identity
+    expires_at: dt.datetime
+
+
+async def create(
+    db: AsyncSession, hasher: Hasher, policy: SessionPolicy, identity_id: int
+) -> tuple[str, BrowserSession]:
+    """Return (cookie value, row). Only the HMAC of the cookie value is stored."""
+    now = utcnow()
+    secret = random_token(32)
+    row = BrowserSession(
+        id=random_token(16),
+        secret_hash=hasher.digest(secret),
+        identity_id=identity_id,
+        created_at=now,
+        last_seen_at=now,
+        absolute_expires_at=now + policy.absolute,
+    )
+    db.add(row)
+    await db.flush()
+    return secret, row
+
+
+async def resolve(
+    db: AsyncSession, hasher: Hasher, policy: SessionPolicy, cookie: str
+) -> ActiveSession | None:
+    """The live session behind a cookie value, or None (unknown, revoked, idle or too old)."""
+    if not cookie or len(cookie) > 100:
+        return None
+    now = utcnow()
+    row = (
+        await db.execute(
+            select(BrowserSession, Identity)
+            .join(Identity, Identity.id == BrowserSession.identity_id)
+            .where(BrowserSession.secret_hash == hasher.digest(cookie))
+        )
+    ).first()
+    if row is None:
+        return None
+    browser_session, identity = row.tuple()
+    if (
+        browser_session.revoked_at is not None
+        or browser_session.absolute_expires_at <= now
+        or browser_session.last_seen_at + policy.idle <= now
+    ):
+        return None
+    if now - browser_session.last_seen_at >= _TOUCH_EVERY:
+        browser_session.last_seen_at = now
+    expires_at = min(browser_session.absolute_expires_at, browser_session.last_seen_at + policy.idle)
+    return ActiveSession(sid=browser_session.id, identity=identity, expires_at=expires_at)
+
+
+async def is_active(db: AsyncSession, policy: SessionPolicy, sid: str) -> bool:
+    """Is the session still usable (for introspection of tokens carrying its sid)?"""
+    row = await db.get(BrowserSession, sid)
+    if row is None or row.revoked_at is not None:
+        return False
+    now = utcnow()
+    return row.absolute_expires_at > now and row.last_seen_at + policy.idle > now
+
+
+async def revoke(db: AsyncSession, sid: str) -> bool:
+    result = await db.execute(
+        update(BrowserSession)
+        .where(BrowserSession.id == sid, BrowserSession.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def revoke_for_identity(db: AsyncSession, identity_id: int) -> int:
+    result = await db.execute(
+        update(BrowserSession)
+        .where(BrowserSession.identity_id == identity_id, BrowserSession.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
