@@ -179,7 +179,7 @@ async def _alias_owners(session: AsyncSession, accounts: Sequence[str]) -> dict[
             AccountAlias.account_uuid.in_(accounts)
         )
     )
-    return {account: identity_id for account, identity_id in rows.tuples()}
+    return {account: identity_id for account, identity_id in rows}
 
 
 async def _merge(session: AsyncSession, victim: Identity, survivor: Identity) -> None:

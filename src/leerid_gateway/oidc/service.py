@@ -182,7 +182,7 @@ class RelyingParty:
             ).first()
         if row is None:
             raise login_expired()
-        nonce, verifier, return_to, expires_at = row.tuple()
+        nonce, verifier, return_to, expires_at = row
         if expires_at <= utcnow():
             raise login_expired(return_to)
 

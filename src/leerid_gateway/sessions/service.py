@@ -66,7 +66,7 @@ async def resolve(
     ).first()
     if row is None:
         return None
-    browser_session, identity = row.tuple()
+    browser_session, identity = row
     if (
         browser_session.revoked_at is not None
         or browser_session.absolute_expires_at <= now

@@ -39,7 +39,7 @@ async def introspect(
     ).first()
     if row is None:
         return INACTIVE
-    revoked_at, absolute_expires_at, last_seen_at = row.tuple()
+    revoked_at, absolute_expires_at, last_seen_at = row
     now = utcnow()
     if revoked_at is not None or absolute_expires_at <= now or last_seen_at + sessions.idle <= now:
         return INACTIVE
