@@ -85,7 +85,6 @@ async def _prepare(settings: Settings, data_dir: Path) -> tuple[str, str]:
 
 
 async def serve_demo(host: str, port: int, data_dir: Path) -> None:
-    data_dir.mkdir(parents=True, exist_ok=True)
     settings = demo_settings(host, port, data_dir)
     client_id, client_secret = await _prepare(settings, data_dir)
     eteacher_url = f"http://{host}:{port + 2}"
@@ -119,7 +118,7 @@ async def serve_demo(host: str, port: int, data_dir: Path) -> None:
         f"  Open eTeacher:            {eteacher_url}/\n"
         f"  Gateway:                  {settings.issuer}  (API docs: {settings.issuer}/docs)\n"
         f"  Stand-in ACM provider:    {settings.provider_issuer}\n"
-        f"  Data (SQLite, secrets):   {data_dir.resolve()}\n",
+        f"  Data (SQLite, secrets):   {data_dir}\n",
         flush=True,
     )
     try:
@@ -130,5 +129,7 @@ async def serve_demo(host: str, port: int, data_dir: Path) -> None:
 
 
 def run_demo(*, host: str, port: int, data_dir: str) -> int:
-    asyncio.run(serve_demo(host, port, Path(data_dir)))
+    folder = Path(data_dir).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    asyncio.run(serve_demo(host, port, folder))
     return 0
