@@ -1,4 +1,4 @@
-"""The `leerid-gateway` command: serve, migrate, demo, schools, clients."""
+"""The `leerid-gateway` command: serve, migrate, demo, schools, clients, openapi."""
 
 from __future__ import annotations
 
@@ -127,6 +127,13 @@ def cmd_clients(args: argparse.Namespace) -> int:
         raise
 
 
+def cmd_openapi(args: argparse.Namespace) -> int:
+    from leerid_gateway.openapi import render_yaml
+
+    sys.stdout.write(render_yaml())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="leerid-gateway", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -169,6 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     crevoke.add_argument("client", help="client_id or name")
     clients_sub.add_parser("list")
     clients.set_defaults(func=cmd_clients)
+    openapi = sub.add_parser("openapi", help="print the OpenAPI document as YAML (openapi.yaml)")
+    openapi.set_defaults(func=cmd_openapi)
     return parser
 
 
