@@ -19,6 +19,14 @@ def test_openapi_yaml_matches_the_app() -> None:
 def test_every_promised_endpoint_is_documented() -> None:
     paths = set(document()["paths"])
     assert {
-        "/login", "/callback", "/token", "/me", "/logout", "/introspect",
-        "/.well-known/jwks.json", "/.well-known/oauth-authorization-server", "/healthz", "/readyz",
+        "/login",
+        "/callback",
+        "/token",
+        "/me",
+        "/logout",
+        "/introspect",
+        "/.well-known/jwks.json",
+        "/.well-known/oauth-authorization-server",
+        "/healthz",
+        "/readyz",
     } <= paths

@@ -82,6 +82,7 @@ def create_app(settings: Settings) -> FastAPI:
                 log.warning("provider discovery failed at start-up: %s", exc.kind)
             yield
         finally:
+            await gateway.keyring.stop()
             await gateway.http.aclose()
             await gateway.engine.dispose()
 

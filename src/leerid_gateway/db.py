@@ -64,17 +64,21 @@ def is_postgres(url: str) -> bool:
 
 
 def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
-    """An engine with the per-backend settings that make concurrent use safe."""
+    """An engine with the per-backend settings that make concurrent use safe.
+
+    ``hide_parameters``: a database error must never carry a pupil's name into a log line.
+    """
     if is_postgres(url):
         return create_async_engine(
             url,
+            hide_parameters=True,
             pool_size=pool_size,
             max_overflow=pool_size,
             pool_pre_ping=True,
             pool_recycle=1800,
             connect_args={"server_settings": {"application_name": "leerid-gateway"}},
         )
-    engine = create_async_engine(url, connect_args={"timeout": 30})
+    engine = create_async_engine(url, hide_parameters=True, connect_args={"timeout": 30})
     _configure_sqlite(engine)
     return engine
 

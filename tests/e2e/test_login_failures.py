@@ -157,7 +157,9 @@ async def test_provider_key_rotation_is_followed(world: World) -> None:
         (200, b'{"ov_account_uuid": 12, "given_name": "A", "family_name": "B"}', "application/json"),
     ],
 )
-async def test_datastore_failures_store_nothing(world: World, status: int, body: bytes, content_type: str) -> None:
+async def test_datastore_failures_store_nothing(
+    world: World, status: int, body: bytes, content_type: str
+) -> None:
     world.faults.overrides["/userinfo"] = fixed(status, body, content_type)
     answer = world.browser.follow(hop_to_callback(world))
     assert_dutch_page(answer, 502, "Aanmelden lukt even niet")

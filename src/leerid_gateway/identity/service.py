@@ -1,26 +1,48 @@
 """Reconciliation: every login's accounts → exactly one identity (the rules of docs/identity.md).
 
-Concurrency: all replicas share PostgreSQL, so mutual exclusion comes from the database. Before
-reading, a reconciliation takes transaction-level advisory locks on every key it will look up
-(its leer_id_uuid and each account_uuid), in sorted order so two overlapping logins can never
-deadlock; the locks are released at commit. Unique constraints on ``leer_id_uuid`` and
-``account_uuid`` remain the last line of defence. SQLite serialises writers itself (BEGIN IMMEDIATE).
+Concurrency: all replicas share PostgreSQL, so mutual exclusion comes from the database. The
+invariant is: *whoever changes an identity holds a transaction-level advisory lock on every key of
+it* (its ``leer_id_uuid`` and each of its account aliases). A login's own keys are not enough: an
+identity found through one alias may have others that a concurrent login, holding a disjoint key
+set, is about to merge away. So a reconciliation locks its keys in sorted order inside a savepoint,
+reads the identities they lead to, and if those identities have keys it does not hold yet, rolls
+back to the savepoint (which releases the locks) and starts again with the larger key set, still
+in sorted order. Locks are always taken in one global order, so two logins never deadlock; they are
+released at commit. Unique constraints on ``leer_id_uuid`` and ``account_uuid`` remain the last line
+of defence, and a violation that slips through is retried instead of reaching the pupil. SQLite
+serialises writers itself (BEGIN IMMEDIATE).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
+import logging
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import ColumnElement, delete, select, text, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leerid_gateway.db import utcnow
 from leerid_gateway.identity import events
 from leerid_gateway.identity.models import AccountAlias, DataQualityReport, Identity
 from leerid_gateway.leerid.profile import LeerIdProfile
+
+log = logging.getLogger(__name__)
+
+# A unique violation or deadlock can only reach here if the locking above has a hole; retrying
+# from a fresh read is then correct (the other login's rows are committed and will be found).
+_ATTEMPTS = 3
+# Each round adds at least one key of the pupil's connected identities; this only bounds a
+# pathological stream of concurrent changes.
+_MAX_LOCK_ROUNDS = 20
+_RETRYABLE_SQLSTATES = frozenset({"23505", "40P01", "40001"})
+
+ACCOUNT_IN_TWO_PUPILS = "account_in_two_pupils"
 
 
 @dataclass(slots=True)
@@ -34,14 +56,35 @@ class Reconciliation:
     conflicts: int = 0
 
 
+class _KeysGrew(Exception):
+    """The identities found have keys this attempt does not hold; start over holding them too."""
+
+    def __init__(self, keys: frozenset[str]) -> None:
+        super().__init__(len(keys))
+        self.keys = keys
+
+
 def _lock_key(value: str) -> int:
     # A signed 64-bit key for pg_advisory_xact_lock from a namespaced hash of the LeerID key.
     digest = hashlib.blake2b(b"leerid-identity:" + value.encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
 
 
+def _account_key(account_uuid: str) -> str:
+    return "account:" + account_uuid
+
+
+def _leer_id_key(leer_id_uuid: str) -> str:
+    return "leer_id:" + leer_id_uuid
+
+
+def _is_postgres(session: AsyncSession) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
 async def lock_keys(session: AsyncSession, keys: Iterable[str]) -> None:
-    if session.get_bind().dialect.name != "postgresql":
+    """Advisory locks on ``keys`` in sorted order (PostgreSQL only; held until the transaction ends)."""
+    if not _is_postgres(session):
         return
     for key in sorted({_lock_key(k) for k in keys}):
         await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
@@ -54,7 +97,11 @@ async def find_identities(session: AsyncSession, profile: LeerIdProfile) -> list
     condition: ColumnElement[bool] = Identity.id.in_(by_alias)
     if profile.leer_id_uuid is not None:
         condition = condition | (Identity.leer_id_uuid == profile.leer_id_uuid)
-    result = await session.scalars(select(Identity).where(condition).order_by(Identity.id))
+    # populate_existing: rows read after taking the locks must win over anything this session
+    # loaded earlier in the transaction (READ COMMITTED sees other logins' commits).
+    result = await session.scalars(
+        select(Identity).where(condition).order_by(Identity.id).execution_options(populate_existing=True)
+    )
     return list(result)
 
 
@@ -73,40 +120,92 @@ async def reconcile(
     the identified one, else the oldest; (5) two identified identities never merge: a
     data-quality report is filed instead; (6) the latest login's attributes overwrite.
     """
-    keys = list(profile.all_account_uuids)
-    if profile.leer_id_uuid is not None:
-        keys.append("leer_id:" + profile.leer_id_uuid)
-    await lock_keys(session, keys)
+    keys = _profile_keys(profile)
+    attempt = rounds = 0
+    while True:
+        try:
+            async with session.begin_nested():
+                candidates = await _lock_and_find(session, profile, keys)
+                return await _apply(session, profile, candidates, school_code, school_name)
+        except _KeysGrew as grew:
+            rounds += 1
+            if rounds >= _MAX_LOCK_ROUNDS:
+                raise RuntimeError("identity keys kept changing while reconciling") from None
+            keys = grew.keys
+        except DBAPIError as exc:
+            attempt += 1
+            if attempt >= _ATTEMPTS or not _retryable(exc):
+                raise
+            log.warning("reconcile retried after %s (a gap in the key locking?)", _sqlstate(exc))
 
+
+def _profile_keys(profile: LeerIdProfile) -> frozenset[str]:
+    keys = {_account_key(a) for a in profile.all_account_uuids}
+    if profile.leer_id_uuid is not None:
+        keys.add(_leer_id_key(profile.leer_id_uuid))
+    return frozenset(keys)
+
+
+async def _lock_and_find(
+    session: AsyncSession, profile: LeerIdProfile, keys: frozenset[str]
+) -> list[Identity]:
+    """Lock ``keys``, then read the candidates; raise _KeysGrew unless we hold all their keys."""
+    await lock_keys(session, keys)
     candidates = await find_identities(session, profile)
+    if not _is_postgres(session) or not candidates:
+        return candidates
+    rows = await session.scalars(
+        select(AccountAlias.account_uuid).where(AccountAlias.identity_id.in_([c.id for c in candidates]))
+    )
+    closure = {_account_key(a) for a in rows}
+    closure.update(_leer_id_key(c.leer_id_uuid) for c in candidates if c.leer_id_uuid is not None)
+    if not closure <= keys:
+        raise _KeysGrew(keys | closure)
+    return candidates
+
+
+def _sqlstate(exc: DBAPIError) -> str | None:
+    orig: Any = exc.orig
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    return str(code) if code is not None else None
+
+
+def _retryable(exc: DBAPIError) -> bool:
+    return isinstance(exc, IntegrityError) or _sqlstate(exc) in _RETRYABLE_SQLSTATES
+
+
+async def _apply(
+    session: AsyncSession,
+    profile: LeerIdProfile,
+    candidates: list[Identity],
+    school_code: str | None,
+    school_name: str | None,
+) -> Reconciliation:
+    """The rules themselves, on candidates read under locks covering all their keys."""
     alias_owner = await _alias_owners(session, profile.all_account_uuids)
     now = utcnow()
-    outcome: Reconciliation
+    identified = [i for i in candidates if i.leer_id_uuid is not None]
+    temporaries = [i for i in candidates if i.leer_id_uuid is None]  # oldest first (by id)
 
+    own: Identity | None
     if profile.leer_id_uuid is not None:
-        own = next((i for i in candidates if i.leer_id_uuid == profile.leer_id_uuid), None)
-        foreign = [i for i in candidates if i.leer_id_uuid not in (None, profile.leer_id_uuid)]
-        temporaries = [i for i in candidates if i.leer_id_uuid is None]
+        own = next((i for i in identified if i.leer_id_uuid == profile.leer_id_uuid), None)
     else:
-        identified = [i for i in candidates if i.leer_id_uuid is not None]
-        # An unidentified login normally points at one identity at most; if its accounts point at
-        # an identified pupil, that pupil is the owner of the current account (or the oldest one).
-        own_id = alias_owner.get(profile.account_uuid)
-        own = next((i for i in identified if i.id == own_id), None) or (identified[0] if identified else None)
-        foreign = [i for i in identified if own is not None and i.id != own.id]
-        temporaries = [i for i in candidates if i.leer_id_uuid is None]
+        # An unidentified login whose accounts lead to identified pupils belongs to the owner of
+        # its current account if that is one of them, else to the oldest of them.
+        owner_id = alias_owner.get(profile.account_uuid)
+        own = next((i for i in identified if i.id == owner_id), identified[0] if identified else None)
 
     if own is not None:
         outcome = Reconciliation(identity=own)
     elif temporaries:
-        # Rule 4's survivor among temporaries: the oldest (smallest id = created first).
-        survivor = temporaries[0]
-        outcome = Reconciliation(identity=survivor)
+        # Rule 4's survivor among temporaries: the oldest; rule 3: identification keeps the sub.
+        outcome = Reconciliation(identity=temporaries[0])
         if profile.leer_id_uuid is not None:
-            survivor.leer_id_uuid = profile.leer_id_uuid  # rule 3: upgrade in place, same sub
+            outcome.identity.leer_id_uuid = profile.leer_id_uuid
             outcome.identified = True
     else:
-        survivor = Identity(
+        new = Identity(
             sub=uuid.uuid4(),
             leer_id_uuid=profile.leer_id_uuid,
             given_name=profile.given_name,
@@ -114,9 +213,11 @@ async def reconcile(
             created_at=now,
             last_login_at=now,
         )
-        session.add(survivor)
-        outcome = Reconciliation(identity=survivor, created=True)
+        session.add(new)
+        outcome = Reconciliation(identity=new, created=True)
     survivor = outcome.identity
+    # Rule 5: identified pupils other than the survivor are never merged into it.
+    foreign = {i.id: i for i in identified if i.id != survivor.id}
 
     # Rule 6: the latest login's attributes, nothing else.
     survivor.given_name = profile.given_name
@@ -126,49 +227,29 @@ async def reconcile(
     survivor.last_login_at = now
     await session.flush()
 
-    if outcome.created:
-        await events.emit(session, events.CREATED, survivor.sub, {"temporary": survivor.temporary})
-    if outcome.identified:
-        await events.emit(session, events.IDENTIFIED, survivor.sub)
-
-    merge_away = [i for i in temporaries if i.id != survivor.id]
-    for victim in merge_away:
+    victims = [i for i in temporaries if i.id != survivor.id]
+    for victim in victims:
         await _merge(session, victim, survivor)
         outcome.merged_subs.append(victim.sub)
-    merged_ids = {v.id for v in merge_away}
-    foreign_ids = {f.id for f in foreign}
 
-    # Rule 2: claim every account of this login unless another identified pupil owns it (rule 5).
+    # Rule 2: claim every account of this login that nobody owns yet; an account owned by another
+    # identified pupil stays theirs and is reported to DOV (rule 5, protocol art. 7).
     for account in profile.all_account_uuids:
         owner = alias_owner.get(account)
         if owner is None:
             session.add(AccountAlias(account_uuid=account, identity_id=survivor.id, created_at=now))
-        elif owner in foreign_ids:
+        elif owner in foreign:
             outcome.conflicts += 1
-            other = next(f for f in foreign if f.id == owner)
-            session.add(
-                DataQualityReport(
-                    kind="account_in_two_pupils",
-                    subs=[str(survivor.sub), str(other.sub)],
-                    account_uuid=account,
-                    detail="An account_uuid is listed for two pupils with different leer_id_uuid; "
-                    "the identities were kept apart.",
-                    created_at=now,
-                )
-            )
-        elif owner in merged_ids:
-            pass  # moved by _merge
-    if foreign and not outcome.conflicts:
-        # The leer_id_uuid matched one pupil and an alias another (without a shared account).
-        outcome.conflicts += 1
-        session.add(
-            DataQualityReport(
-                kind="pupil_matches_two_identities",
-                subs=[str(survivor.sub), *(str(f.sub) for f in foreign)],
-                detail="One login points at several identified pupils; they were kept apart.",
-                created_at=now,
-            )
-        )
+            await _report_conflict(session, account, survivor, foreign[owner], now)
+    await session.flush()
+
+    # Events last: emit() takes the outbox lock, held until commit; nothing may wait after it.
+    if outcome.created:
+        await events.emit(session, events.CREATED, survivor.sub, {"temporary": survivor.temporary})
+    if outcome.identified:
+        await events.emit(session, events.IDENTIFIED, survivor.sub)
+    for sub in outcome.merged_subs:
+        await events.emit(session, events.MERGED, survivor.sub, {"from": str(sub), "into": str(survivor.sub)})
     await session.flush()
     return outcome
 
@@ -191,8 +272,31 @@ async def _merge(session: AsyncSession, victim: Identity, survivor: Identity) ->
         update(AccountAlias).where(AccountAlias.identity_id == victim.id).values(identity_id=survivor.id)
     )
     await session.execute(delete(Identity).where(Identity.id == victim.id))
-    await events.emit(
-        session, events.MERGED, survivor.sub, {"from": str(victim.sub), "into": str(survivor.sub)}
+
+
+async def _report_conflict(
+    session: AsyncSession, account: str, survivor: Identity, other: Identity, now: dt.datetime
+) -> None:
+    """Protocol art. 7: one open report per (account, pupils), however often they log in."""
+    subs = sorted([str(survivor.sub), str(other.sub)])
+    open_reports = await session.scalars(
+        select(DataQualityReport).where(
+            DataQualityReport.kind == ACCOUNT_IN_TWO_PUPILS,
+            DataQualityReport.account_uuid == account,
+            DataQualityReport.handled_at.is_(None),
+        )
+    )
+    if any(sorted(r.subs) == subs for r in open_reports):
+        return
+    session.add(
+        DataQualityReport(
+            kind=ACCOUNT_IN_TWO_PUPILS,
+            subs=subs,
+            account_uuid=account,
+            detail="An account_uuid is listed for two pupils with different leer_id_uuid; "
+            "the identities were kept apart and the account stays with its first owner.",
+            created_at=now,
+        )
     )
 
 

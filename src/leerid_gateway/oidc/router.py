@@ -111,6 +111,12 @@ async def logout(
     cookies.check_origin(request, gateway.settings)
     if return_to is not None and not is_allowed(return_to, gateway.settings.allowed_return_urls):
         raise bad_return_to()
+    target: str | None = None
+    if end_provider_session:
+        # Before touching the database: no lock is held while ACM answers.
+        metadata = await gateway.provider.metadata()
+        target = gateway.relying_party.end_session_url(metadata.end_session_endpoint)
+    target = target or return_to
     cookie = request.cookies.get(cookies.session_cookie_name(gateway.settings))
     if cookie:
         active = await sessions.resolve(
@@ -118,11 +124,6 @@ async def logout(
         )
         if active is not None:
             await sessions.revoke(db, active.sid)
-    target: str | None = None
-    if end_provider_session:
-        metadata = await gateway.provider.metadata()
-        target = gateway.relying_party.end_session_url(metadata.end_session_endpoint)
-    target = target or return_to
     response: Response = RedirectResponse(target, status_code=303) if target else Response(status_code=204)
     cookies.clear_session(response, gateway.settings)
     response.headers["Cache-Control"] = "no-store"

@@ -42,7 +42,7 @@ async def token(request: Request, gateway: GatewayDep, db: DbSession) -> JSONRes
     active = await sessions.resolve(db, rp.session_hasher, rp.session_policy, cookie) if cookie else None
     if active is None:
         raise ProblemError(401, "Not logged in", "No live session; send the browser to /login.")
-    keys = await gateway.keyring.current()
+    keys = gateway.keyring.current()
     issued = issue(
         keys,
         gateway.token_policy,
@@ -97,7 +97,7 @@ async def introspect(
 ) -> JSONResponse:
     """RFC 7662 token introspection for internal services (client authentication required)."""
     await authenticate_client(request, gateway, db, client_id, client_secret)
-    keys = await gateway.keyring.current()
+    keys = gateway.keyring.current()
     result = await introspection.introspect(
         db, keys, gateway.token_policy, gateway.relying_party.session_policy, token
     )
@@ -107,7 +107,7 @@ async def introspect(
 @router.get("/.well-known/jwks.json", responses={200: {"description": "RFC 7517 JWK Set"}})
 async def jwks(gateway: GatewayDep) -> JSONResponse:
     """Public keys of the internal tokens (next, active and retired keys)."""
-    keys = await gateway.keyring.current()
+    keys = gateway.keyring.current()
     return JSONResponse(
         keys.jwks,
         headers={"Cache-Control": f"public, max-age={JWKS_MAX_AGE}"},
@@ -119,7 +119,7 @@ async def jwks(gateway: GatewayDep) -> JSONResponse:
 async def metadata(gateway: GatewayDep) -> dict[str, Any]:
     """RFC 8414 §2 authorization server metadata for internal services."""
     issuer = gateway.settings.issuer
-    keys = await gateway.keyring.current()
+    keys = gateway.keyring.current()
     return {
         "issuer": issuer,
         "token_endpoint": f"{issuer}/token",
