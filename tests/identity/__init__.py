@@ -1,0 +1,63 @@
+"""Helpers for the identity tests: build a profile, log in through reconcile, read back the state."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from leerid_gateway.db import create_session_factory, unit_of_work
+from leerid_gateway.identity.models import AccountAlias, DataQualityReport, Identity, IdentityEvent
+from leerid_gateway.identity.service import Reconciliation, reconcile
+from leerid_gateway.leerid.profile import LeerIdProfile
+
+
+def profile(
+    account: str,
+    leer_id: str | None = None,
+    history: tuple[str, ...] = (),
+    *,
+    given: str = "Ann",
+    family: str = "Peeters",
+) -> LeerIdProfile:
+    return LeerIdProfile(
+        account_uuid=account,
+        leer_id_uuid=leer_id,
+        history_account_uuids=tuple(h for h in dict.fromkeys(history) if h != account),
+        given_name=given,
+        family_name=family,
+        school_codes=("123456",),
+        school_names=("Sint-Jozefscollege",),
+    )
+
+
+async def login(engine: AsyncEngine, p: LeerIdProfile, **kwargs: Any) -> Reconciliation:
+    async with unit_of_work(create_session_factory(engine)) as db:
+        return await reconcile(db, p, **kwargs)
+
+
+@dataclass
+class State:
+    identities: dict[uuid.UUID, Identity]  # by sub
+    aliases: dict[str, uuid.UUID]  # account → sub
+    events: list[IdentityEvent]
+    reports: list[DataQualityReport]
+
+    def by_leer_id(self, leer_id: str) -> Identity:
+        return next(i for i in self.identities.values() if i.leer_id_uuid == leer_id)
+
+    def aliases_of(self, sub: uuid.UUID) -> set[str]:
+        return {a for a, s in self.aliases.items() if s == sub}
+
+
+async def read_state(engine: AsyncEngine) -> State:
+    async with unit_of_work(create_session_factory(engine)) as db:
+        identities = list(await db.scalars(select(Identity)))
+        subs = {i.id: i.sub for i in identities}
+        aliases = {a.account_uuid: subs[a.identity_id] for a in await db.scalars(select(AccountAlias))}
+        events = list(await db.scalars(select(IdentityEvent).order_by(IdentityEvent.id)))
+        reports = list(await db.scalars(select(DataQualityReport).order_by(DataQualityReport.id)))
+    return State({i.sub: i for i in identities}, aliases, events, reports)
