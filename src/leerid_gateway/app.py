@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from leerid_gateway import ops
 from leerid_gateway.db import create_engine, create_session_factory
 from leerid_gateway.gateway import Gateway
+from leerid_gateway.identity import router as identity_router
 from leerid_gateway.kit.crypto import Hasher, Sealer
 from leerid_gateway.kit.errors import OAuthError, ProblemError, PupilError, UpstreamError
 from leerid_gateway.kit.middleware import RequestContextMiddleware
@@ -97,6 +98,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(oidc_router.router)
     app.include_router(tokens_router.router)
     app.include_router(sessions_router.router)
+    app.include_router(identity_router.router)
     app.include_router(ops.router)
     _install_error_handlers(app, settings)
     app.add_middleware(

@@ -180,3 +180,29 @@ async def test_health_and_readiness(world: World) -> None:
     assert ready.status_code == 200
     assert ready.json()["checks"] == {"database": "ok", "provider": "ok"}
     assert query(f"{world.url}/?a=1") == {"a": ["1"]}
+
+
+async def test_events_feed_follows_identity_changes(world: World) -> None:
+    client_id, secret = world.internal_client
+    assert httpx.get(f"{world.url}/events").status_code == 401
+    assert httpx.get(f"{world.url}/events", auth=(client_id, "wrong")).status_code == 401
+
+    world.login("noah-temp")
+    world.browser.http.cookies.clear()
+    world.login("noah")
+
+    first = httpx.get(f"{world.url}/events", params={"limit": 1}, auth=(client_id, secret)).json()
+    assert [e["type"] for e in first["events"]] == ["identity.created"]
+    assert first["events"][0]["data"] == {"temporary": True}
+    rest = httpx.get(
+        f"{world.url}/events", params={"after": first["next_cursor"]}, auth=(client_id, secret)
+    ).json()
+    assert [e["type"] for e in rest["events"]] == ["identity.identified"]
+    assert rest["events"][0]["sub"] == first["events"][0]["sub"]
+    empty = httpx.get(
+        f"{world.url}/events", params={"after": rest["next_cursor"]}, auth=(client_id, secret)
+    ).json()
+    assert empty == {"events": [], "next_cursor": rest["next_cursor"]}
+    bad = httpx.get(f"{world.url}/events", params={"after": -1}, auth=(client_id, secret))
+    assert bad.status_code == 422
+    assert bad.headers["content-type"] == "application/problem+json"

@@ -7,9 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import JSONResponse
 
-from leerid_gateway.clients import service as clients
+from leerid_gateway.clients.auth import authenticate_client
 from leerid_gateway.deps import DbSession, GatewayDep
-from leerid_gateway.kit.errors import OAuthError, ProblemError
+from leerid_gateway.kit.errors import ProblemError
 from leerid_gateway.sessions import cookies
 from leerid_gateway.sessions import service as sessions
 from leerid_gateway.tokens import introspection
@@ -23,7 +23,6 @@ from leerid_gateway.tokens.service import issue
 
 router = APIRouter(tags=["tokens"])
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-_BASIC_CHALLENGE = 'Basic realm="leerid-gateway", charset="UTF-8"'
 
 
 @router.post(
@@ -52,32 +51,6 @@ async def token(request: Request, gateway: GatewayDep, db: DbSession) -> JSONRes
     )
     body = AccessTokenResponse(access_token=issued.token, expires_in=issued.expires_in)
     return JSONResponse(body.model_dump(), headers=NO_STORE)
-
-
-async def authenticate_client(
-    request: Request, gateway: GatewayDep, db: DbSession, client_id: str | None, client_secret: str | None
-) -> str:
-    """RFC 7662 §2.1 + RFC 6749 §2.3.1: HTTP Basic or form fields, exactly one of them."""
-    header = request.headers.get("authorization")
-    if header is not None and (client_id is not None or client_secret is not None):
-        raise OAuthError("invalid_request", "use one client authentication method, not two")
-    if header is not None:
-        parsed = clients.parse_basic(header)
-        if parsed is None:
-            raise OAuthError(
-                "invalid_client", "malformed Basic credentials", status=401, www_authenticate=_BASIC_CHALLENGE
-            )
-        client_id, client_secret = parsed
-    if not client_id or client_secret is None:
-        raise OAuthError(
-            "invalid_client", "client authentication required", status=401, www_authenticate=_BASIC_CHALLENGE
-        )
-    client = await clients.authenticate(db, gateway.client_hasher, client_id, client_secret)
-    if client is None:
-        raise OAuthError(
-            "invalid_client", "client authentication failed", status=401, www_authenticate=_BASIC_CHALLENGE
-        )
-    return client.client_id
 
 
 @router.post(
