@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, ClassVar
 
-from sqlalchemy import DateTime, MetaData, event
+from sqlalchemy import DateTime, MetaData, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -110,6 +110,19 @@ def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSessi
     # expire_on_commit=False: objects stay readable after the unit of work; relationships are
     # lazy="raise" in the models, so nothing loads behind our back.
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+# One advisory lock orders every writer of an append-only journal (identity events, privacy log):
+# ids come from sequences, handed out before commit, so without it a reader could see id 6 committed
+# before id 5 and move its cursor past 5. Held to the end of the transaction. One lock, not one per
+# journal, so that no two transactions can take them in opposite orders.
+JOURNAL_LOCK_KEY = 0x1EE51D_0E
+
+
+async def journal_lock(session: AsyncSession) -> None:
+    """Serialise journal writers until commit (PostgreSQL; SQLite has a single writer anyway)."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": JOURNAL_LOCK_KEY})
 
 
 @asynccontextmanager

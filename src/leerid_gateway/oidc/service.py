@@ -288,7 +288,7 @@ class RelyingParty:
                 existing = await identity_service.find_existing(db, profile)
                 for known in existing:
                     await sessions.revoke_for_identity(db, known.id)
-                privacy.record(
+                await privacy.record(
                     db,
                     actor="system",
                     action=privacy.LOGIN_REFUSED,
@@ -306,7 +306,7 @@ class RelyingParty:
                     school_code=school,
                     school_name=profile.school_names[index] if index < len(profile.school_names) else None,
                 )
-                privacy.record(
+                await privacy.record(
                     db,
                     actor="system",
                     action=privacy.LOGIN_RECEIVED,
@@ -316,7 +316,7 @@ class RelyingParty:
                     request_id=request_id,
                 )
                 for merged in outcome.merged_subs:
-                    privacy.record(
+                    await privacy.record(
                         db,
                         actor="system",
                         action=privacy.IDENTITY_MERGED,

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from leerid_gateway.db import utcnow
+from leerid_gateway.db import journal_lock, utcnow
 from leerid_gateway.privacy.models import PrivacyLogEntry
 
 # Actions, stable strings: the DPO's exports and queries rely on them.
@@ -17,7 +17,7 @@ IDENTITY_MERGED = "identity.merged"
 SESSION_REVOKED = "session.revoked"
 
 
-def record(
+async def record(
     session: AsyncSession,
     *,
     actor: str,
@@ -28,6 +28,7 @@ def record(
     request_id: str | None = None,
 ) -> None:
     """Add one entry. No names and no LeerID keys: ``sub`` is the only reference to a pupil."""
+    await journal_lock(session)
     session.add(
         PrivacyLogEntry(
             at=utcnow(),
