@@ -30,7 +30,9 @@ from leerid_gateway.pages.render import render
 from leerid_gateway.sessions import router as sessions_router
 from leerid_gateway.settings import Settings
 from leerid_gateway.tokens import router as tokens_router
+from leerid_gateway.tokens.introspection import Introspector
 from leerid_gateway.tokens.keyring import KeyRing
+from leerid_gateway.tokens.live import LiveState
 from leerid_gateway.tokens.service import TokenPolicy
 
 log = logging.getLogger("leerid_gateway")
@@ -56,6 +58,8 @@ def build_gateway(settings: Settings) -> Gateway:
         min_refresh=settings.oidc_jwks_min_refresh_interval,
     )
     secret = settings.secret_key.get_secret_value()
+    token_policy = TokenPolicy(settings.issuer, settings.token_audience, settings.access_token_ttl)
+    live = LiveState(factory, settings.database_url, max_entries=settings.introspection_cache_size)
     return Gateway(
         settings=settings,
         engine=engine,
@@ -63,9 +67,22 @@ def build_gateway(settings: Settings) -> Gateway:
         http=http,
         provider=provider,
         relying_party=RelyingParty(settings, provider, http, factory),
-        keyring=KeyRing(factory, Sealer(secret, "signing-keys"), settings.token_signing_alg),
-        token_policy=TokenPolicy(settings.issuer, settings.token_audience, settings.access_token_ttl),
+        keyring=KeyRing(
+            factory,
+            Sealer(secret, "signing-keys"),
+            settings.token_signing_alg,
+            max_token_ttl=settings.access_token_ttl,
+            refresh_every=settings.keys_refresh_interval,
+        ),
+        token_policy=token_policy,
         client_hasher=Hasher(secret, "client-secret"),
+        live=live,
+        introspector=Introspector(
+            live,
+            token_policy,
+            idle_ttl=settings.session_idle_ttl,
+            cache_size=settings.introspection_cache_size,
+        ),
     )
 
 
@@ -76,6 +93,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.gateway = gateway
         try:
             await gateway.keyring.start()
+            await gateway.live.start()
             try:
                 await gateway.provider.metadata()
             except UpstreamError as exc:
@@ -83,6 +101,7 @@ def create_app(settings: Settings) -> FastAPI:
                 log.warning("provider discovery failed at start-up: %s", exc.kind)
             yield
         finally:
+            await gateway.live.stop()
             await gateway.keyring.stop()
             await gateway.http.aclose()
             await gateway.engine.dispose()

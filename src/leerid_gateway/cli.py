@@ -178,6 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     clients.set_defaults(func=cmd_clients)
     openapi = sub.add_parser("openapi", help="print the OpenAPI document as YAML (openapi.yaml)")
     openapi.set_defaults(func=cmd_openapi)
+    from leerid_gateway.tokens import cli as tokens_cli
+
+    tokens_cli.register(sub)
     return parser
 
 

@@ -11,7 +11,9 @@ from leerid_gateway.kit.crypto import Hasher
 from leerid_gateway.oidc.provider import Provider
 from leerid_gateway.oidc.service import RelyingParty
 from leerid_gateway.settings import Settings
+from leerid_gateway.tokens.introspection import Introspector
 from leerid_gateway.tokens.keyring import KeyRing
+from leerid_gateway.tokens.live import LiveState
 from leerid_gateway.tokens.service import TokenPolicy
 
 
@@ -26,3 +28,5 @@ class Gateway:
     keyring: KeyRing
     token_policy: TokenPolicy
     client_hasher: Hasher
+    live: LiveState
+    introspector: Introspector

@@ -38,6 +38,9 @@ async def readyz(gateway: GatewayDep) -> JSONResponse:
     except (UpstreamError, TimeoutError):
         checks["provider"] = "unreachable"
     ready = all(v == "ok" for v in checks.values())
+    # Informational: without the listener introspection is exact but asks the database every time.
+    info = {"revocation_listener": "listening" if gateway.live.listening else "off"}
     return JSONResponse(
-        {"status": "ready" if ready else "not ready", "checks": checks}, status_code=200 if ready else 503
+        {"status": "ready" if ready else "not ready", "checks": checks, "info": info},
+        status_code=200 if ready else 503,
     )

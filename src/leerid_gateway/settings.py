@@ -148,6 +148,15 @@ class Settings(BaseSettings):
     )
     access_token_ttl: int = Field(300, ge=30, le=3600, description="Lifetime of issued tokens (s).")
     token_signing_alg: Literal["ES256", "RS256", "EdDSA"] = Field("ES256", description="Token signing alg.")
+    jwks_max_age: int = Field(
+        300, ge=1, le=86400, description="Seconds verifiers may cache our JWKS (Cache-Control max-age)."
+    )
+    keys_refresh_interval: float = Field(
+        30.0, gt=0, le=600, description="Seconds between reloads of the signing keys by each replica."
+    )
+    introspection_cache_size: int = Field(
+        20000, ge=0, le=1_000_000, description="Verified tokens kept in memory per process (0: none)."
+    )
     secret_key: SecretStr = Field(
         description="Server secret (≥ 32 chars): keys the HMAC of session and client secrets and "
         "encrypts signing keys at rest."

@@ -1,18 +1,20 @@
-"""Authenticating internal clients on /introspect and /events (RFC 7662 §2.1, RFC 6749 §2.3.1)."""
+"""Authenticating internal clients on /introspect, /revoke and /events (RFC 7662 §2.1,
+RFC 7009 §2.1, RFC 6749 §2.3.1). Served from memory while the revocation listener is up."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from leerid_gateway.clients import service as clients
-from leerid_gateway.deps import DbSession, GatewayDep
+from leerid_gateway.deps import GatewayDep
 from leerid_gateway.gateway import Gateway
 from leerid_gateway.kit.errors import OAuthError
 
 BASIC_CHALLENGE = 'Basic realm="leerid-gateway", charset="UTF-8"'
+# Compared against when the client_id is unknown, so a wrong id costs the same as a wrong secret.
+_DUMMY_HASH = b"\x00" * 32
 
 
 def _unauthorized(description: str) -> OAuthError:
@@ -20,7 +22,7 @@ def _unauthorized(description: str) -> OAuthError:
 
 
 async def authenticate_client(
-    request: Request, gateway: Gateway, db: AsyncSession, client_id: str | None, client_secret: str | None
+    request: Request, gateway: Gateway, client_id: str | None, client_secret: str | None
 ) -> str:
     """HTTP Basic or form fields, exactly one of them (RFC 6749 §2.3: never two methods)."""
     header = request.headers.get("authorization")
@@ -33,15 +35,16 @@ async def authenticate_client(
         client_id, client_secret = parsed
     if not client_id or client_secret is None:
         raise _unauthorized("client authentication required")
-    client = await clients.authenticate(db, gateway.client_hasher, client_id, client_secret)
-    if client is None:
+    state = await gateway.live.client(client_id) if len(client_id) <= 64 else None
+    good = gateway.client_hasher.matches(client_secret, state.secret_hash if state else _DUMMY_HASH)
+    if state is None or state.revoked or not good:
         raise _unauthorized("client authentication failed")
-    return client.client_id
+    return client_id
 
 
-async def basic_client(request: Request, gateway: GatewayDep, db: DbSession) -> str:
+async def basic_client(request: Request, gateway: GatewayDep) -> str:
     """For GET endpoints: HTTP Basic only."""
-    return await authenticate_client(request, gateway, db, None, None)
+    return await authenticate_client(request, gateway, None, None)
 
 
 InternalClient = Annotated[str, Depends(basic_client)]

@@ -14,9 +14,6 @@ from leerid_gateway.clients.models import InternalClient
 from leerid_gateway.db import utcnow
 from leerid_gateway.kit.crypto import Hasher, random_token
 
-# Compared against when the client_id is unknown, so a wrong id costs the same as a wrong secret.
-_DUMMY_HASH = b"\x00" * 32
-
 
 @dataclass(frozen=True, slots=True)
 class NewClient:
@@ -47,18 +44,6 @@ async def revoke(db: AsyncSession, client_id_or_name: str) -> bool:
         .values(revoked_at=utcnow())
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
-
-
-async def authenticate(
-    db: AsyncSession, hasher: Hasher, client_id: str, secret: str
-) -> InternalClient | None:
-    """Constant-time check of a client's secret; None when unknown, revoked or wrong."""
-    client = await db.get(InternalClient, client_id) if len(client_id) <= 64 else None
-    expected = client.secret_hash if client is not None else _DUMMY_HASH
-    good = hasher.matches(secret, expected)
-    if client is None or client.revoked_at is not None or not good:
-        return None
-    return client
 
 
 def parse_basic(header: str) -> tuple[str, str] | None:

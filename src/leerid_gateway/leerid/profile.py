@@ -8,6 +8,7 @@ Every field may arrive as a string or as an array of strings (as real integratio
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -83,7 +84,9 @@ def _key(raw: Any, name: str, *, required: bool) -> str | None:
 def _name(raw: Any, name: str) -> str:
     value = _one(raw, name, required=True)
     assert value is not None
-    if len(value) > _MAX_NAME or any(ord(ch) < 32 for ch in value):
+    # Unicode Cc is every control (C0, DEL and C1, cf. RFC 9839 "problematic code points"), and
+    # Zl/Zp are line breaks too: none belongs in a name, all of them can forge lines in logs.
+    if len(value) > _MAX_NAME or any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in value):
         raise UpstreamError("datastore_shape", f"{name} is not a plausible name")
     return value
 

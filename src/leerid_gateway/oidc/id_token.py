@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -48,7 +49,9 @@ async def validate_id_token(
         raise _fail("not a compact JWS") from None
     header = compact.headers()
     alg = header.get("alg")
-    if not isinstance(alg, str) or alg not in algorithms:
+    # The caller's list is not trusted to exclude them: `none` would skip the signature and an HMAC
+    # would make a public key the secret (RFC 8725 §3.1), whatever the configuration says.
+    if not isinstance(alg, str) or alg not in algorithms or alg == "none" or alg.startswith("HS"):
         raise _fail(f"algorithm {alg!r} is not allowed")
     if "crit" in header:
         # RFC 7515 §4.1.11: we understand no extensions, so a critical one must be refused.
@@ -129,4 +132,6 @@ def _check_claims(
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    # RFC 7519 §2 NumericDate is a number of seconds: NaN (which Python's JSON parser accepts) would
+    # compare false with everything and 1e400 parses as infinity; either would never expire.
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

@@ -24,3 +24,13 @@ class SigningKey(Base):
     created_at: Mapped[dt.datetime] = mapped_column()
     activated_at: Mapped[dt.datetime | None] = mapped_column()
     retired_at: Mapped[dt.datetime | None] = mapped_column()
+
+
+class RevokedToken(Base):
+    """RFC 7009: access tokens revoked before their expiry, kept until they would have expired."""
+
+    __tablename__ = "revoked_tokens"
+
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[dt.datetime] = mapped_column(index=True)
+    revoked_at: Mapped[dt.datetime] = mapped_column()

@@ -1,25 +1,25 @@
-"""/token, /introspect, the JWKS and RFC 8414 metadata."""
+"""/token, /introspect, /revoke, the JWKS and RFC 8414 metadata."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from leerid_gateway.clients.auth import authenticate_client
+from leerid_gateway.db import unit_of_work
 from leerid_gateway.deps import DbSession, GatewayDep
 from leerid_gateway.kit.errors import ProblemError
 from leerid_gateway.sessions import cookies
 from leerid_gateway.sessions import service as sessions
-from leerid_gateway.tokens import introspection
-from leerid_gateway.tokens.keys import JWKS_MAX_AGE
+from leerid_gateway.tokens.revocation import revoke_token
 from leerid_gateway.tokens.schemas import (
     AccessTokenResponse,
     IntrospectionResponse,
     OAuthErrorResponse,
 )
-from leerid_gateway.tokens.service import issue
+from leerid_gateway.tokens.service import issue, verify
 
 router = APIRouter(tags=["tokens"])
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -62,28 +62,53 @@ async def token(request: Request, gateway: GatewayDep, db: DbSession) -> JSONRes
 async def introspect(
     request: Request,
     gateway: GatewayDep,
-    db: DbSession,
     token: Annotated[str, Form(max_length=8192)],
     token_type_hint: Annotated[str | None, Form(max_length=64)] = None,
     client_id: Annotated[str | None, Form(max_length=128)] = None,
     client_secret: Annotated[str | None, Form(max_length=256)] = None,
 ) -> JSONResponse:
-    """RFC 7662 token introspection for internal services (client authentication required)."""
-    await authenticate_client(request, gateway, db, client_id, client_secret)
-    keys = gateway.keyring.current()
-    result = await introspection.introspect(
-        db, keys, gateway.token_policy, gateway.relying_party.session_policy, token
-    )
-    return JSONResponse(result.model_dump(exclude_none=True), headers=NO_STORE)
+    """RFC 7662 token introspection for internal services (client authentication required).
+
+    ``token_type_hint`` is accepted and ignored: we only have one kind of token (§2.1).
+    """
+    await authenticate_client(request, gateway, client_id, client_secret)
+    result = await gateway.introspector.introspect(gateway.keyring.current(), token)
+    return JSONResponse(result, headers=NO_STORE)
+
+
+@router.post(
+    "/revoke",
+    status_code=200,
+    responses={
+        200: {"description": "Revoked, or nothing to revoke (RFC 7009 §2.2)"},
+        400: {"model": OAuthErrorResponse},
+        401: {"model": OAuthErrorResponse},
+    },
+)
+async def revoke(
+    request: Request,
+    gateway: GatewayDep,
+    token: Annotated[str, Form(max_length=8192)],
+    token_type_hint: Annotated[str | None, Form(max_length=64)] = None,
+    client_id: Annotated[str | None, Form(max_length=128)] = None,
+    client_secret: Annotated[str | None, Form(max_length=256)] = None,
+) -> Response:
+    """RFC 7009 token revocation for internal services: the token introspects inactive at once on
+    every replica. Invalid, expired or foreign tokens get 200 too (§2.2): nothing to reveal."""
+    await authenticate_client(request, gateway, client_id, client_secret)
+    claims = verify(gateway.keyring.current(), gateway.token_policy, token)
+    if claims is not None:
+        async with unit_of_work(gateway.session_factory) as db:
+            await revoke_token(db, claims["jti"], claims["exp"])
+    return Response(status_code=200, headers=NO_STORE)
 
 
 @router.get("/.well-known/jwks.json", responses={200: {"description": "RFC 7517 JWK Set"}})
 async def jwks(gateway: GatewayDep) -> JSONResponse:
-    """Public keys of the internal tokens (next, active and retired keys)."""
-    keys = gateway.keyring.current()
+    """Public keys of the internal tokens: next, active and retired keys (tokens/keys.py)."""
     return JSONResponse(
-        keys.jwks,
-        headers={"Cache-Control": f"public, max-age={JWKS_MAX_AGE}"},
+        gateway.keyring.current().jwks,
+        headers={"Cache-Control": f"public, max-age={gateway.settings.jwks_max_age}"},
         media_type="application/jwk-set+json",
     )
 
@@ -92,16 +117,18 @@ async def jwks(gateway: GatewayDep) -> JSONResponse:
 async def metadata(gateway: GatewayDep) -> dict[str, Any]:
     """RFC 8414 §2 authorization server metadata for internal services."""
     issuer = gateway.settings.issuer
-    keys = gateway.keyring.current()
+    client_auth = ["client_secret_basic", "client_secret_post"]
     return {
         "issuer": issuer,
-        "token_endpoint": f"{issuer}/token",
         "jwks_uri": f"{issuer}/.well-known/jwks.json",
         "introspection_endpoint": f"{issuer}/introspect",
-        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "introspection_endpoint_auth_methods_supported": client_auth,
+        "revocation_endpoint": f"{issuer}/revoke",
+        "revocation_endpoint_auth_methods_supported": client_auth,
+        # No OAuth grant is offered: tokens come from POST /token with the session cookie.
         "response_types_supported": [],
         "grant_types_supported": [],
         "token_endpoint_auth_methods_supported": ["none"],
-        "access_token_signing_alg_values_supported": sorted({keys.active_alg}),
+        "access_token_signing_alg_values_supported": [gateway.settings.token_signing_alg],
         "service_documentation": f"{issuer}/docs",
     }

@@ -46,8 +46,9 @@ def issue(keys: LoadedKeys, policy: TokenPolicy, *, sub: uuid.UUID, sid: str, cl
         "client_id": client_id,
         "sid": sid,
     }
-    header = {"typ": TOKEN_TYPE, "alg": keys.active_alg, "kid": keys.active_kid}
-    token = jwt.encode(header, claims, keys.private, algorithms=[keys.active_alg])
+    signer = keys.signer()
+    header = {"typ": TOKEN_TYPE, "alg": signer.alg, "kid": signer.kid}
+    token = jwt.encode(header, claims, signer.private, algorithms=[signer.alg])
     return IssuedToken(token=token, jti=jti, expires_in=policy.ttl, claims=claims)
 
 
@@ -70,14 +71,14 @@ def verify(
     key = keys.public.get(kid) if isinstance(kid, str) else None
     if key is None or header.get("typ") != TOKEN_TYPE or "crit" in header:
         return None
-    alg_value = key.get("alg")
-    alg = alg_value if isinstance(alg_value, str) else keys.active_alg
+    alg = keys.algs[str(kid)]  # RFC 8725 §3.1: the alg the key was made for, never the header's choice
     if header.get("alg") != alg:
         return None
     try:
         claims = dict(jwt.decode(token, key, algorithms=[alg]).claims)
     except (JoseError, ValueError):
         return None
+    claims["kid"] = kid  # kept with the cached claims: a token dies with its key's publication
     moment = time.time() if now is None else now
     exp = claims.get("exp")
     if (
@@ -87,6 +88,8 @@ def verify(
         or exp <= moment
         or not isinstance(claims.get("sid"), str)
         or not isinstance(claims.get("sub"), str)
+        or not isinstance(claims.get("jti"), str)
+        or not isinstance(claims.get("iat"), int)
     ):
         return None
     return claims

@@ -1,0 +1,191 @@
+"""What introspection must know right now, without a database round trip per call.
+
+PostgreSQL tells every replica about each change that can make a token inactive (triggers in
+migration 0003 ``NOTIFY`` on session revocation or deletion, token revocation, client changes), so a
+replica may cache session states, revoked token ids and client credentials for as long as its
+``LISTEN`` connection is up. When that connection is down (or on SQLite, where there is no
+``NOTIFY``), nothing is served from the cache: every call asks the database. Correctness first,
+speed when it is safe.
+
+A change that arrives while a value is being read from the database would be lost if that value
+were then cached; a generation counter, bumped by every notification, prevents that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import exists, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from leerid_gateway.clients.models import InternalClient
+from leerid_gateway.identity.models import Identity
+from leerid_gateway.kit.lru import LRU
+from leerid_gateway.sessions.models import BrowserSession
+from leerid_gateway.tokens.models import RevokedToken
+
+log = logging.getLogger(__name__)
+
+SESSION_CHANNEL = "leerid_sessions"
+TOKEN_CHANNEL = "leerid_tokens"  # noqa: S105 (a channel name)
+CLIENT_CHANNEL = "leerid_clients"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionState:
+    sub: str
+    revoked: bool
+    absolute_expires_at: float
+    last_seen_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ClientState:
+    secret_hash: bytes
+    revoked: bool
+
+
+class LiveState:
+    def __init__(
+        self, factory: async_sessionmaker[AsyncSession], database_url: str, *, max_entries: int
+    ) -> None:
+        self._factory = factory
+        url = make_url(database_url)
+        self._dsn = (
+            url.set(drivername="postgresql").render_as_string(hide_password=False)
+            if url.get_backend_name() == "postgresql"
+            else None
+        )
+        self._sessions: LRU[str, SessionState] = LRU(max_entries)
+        self._revoked: LRU[str, bool] = LRU(max_entries)
+        self._clients: LRU[str, ClientState] = LRU(1000)
+        self._generation = 0
+        self._listening = False
+        self._task: asyncio.Task[None] | None = None
+        self.listening_changed = asyncio.Event()
+
+    @property
+    def listening(self) -> bool:
+        return self._listening
+
+    async def start(self) -> None:
+        if self._dsn is not None:
+            self._task = asyncio.create_task(self._listen_forever(), name="live-state-listener")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    # --- notifications ---------------------------------------------------------------------------
+    def _on_notify(self, _conn: object, _pid: int, channel: str, payload: str) -> None:
+        self._generation += 1
+        if channel == SESSION_CHANNEL:
+            self._sessions.pop(payload)
+        elif channel == TOKEN_CHANNEL:
+            self._revoked.pop(payload)
+        elif channel == CLIENT_CHANNEL:
+            self._clients.pop(payload)
+
+    def _set_listening(self, value: bool) -> None:
+        self._generation += 1
+        self._sessions.clear()
+        self._revoked.clear()
+        self._clients.clear()
+        self._listening = value
+        self.listening_changed.set()
+
+    async def _listen_forever(self) -> None:
+        import asyncpg
+
+        backoff = 0.5
+        while True:
+            lost = asyncio.Event()
+            conn = None
+            try:
+                conn = await asyncpg.connect(
+                    self._dsn, timeout=10, server_settings={"application_name": "leerid-gateway-listener"}
+                )
+                conn.add_termination_listener(lambda _c, lost=lost: lost.set())
+                for channel in (SESSION_CHANNEL, TOKEN_CHANNEL, CLIENT_CHANNEL):
+                    await conn.add_listener(channel, self._on_notify)
+                self._set_listening(True)
+                backoff = 0.5
+                while not lost.is_set():
+                    # A cheap liveness probe: a half-open TCP connection must not keep us trusting
+                    # a cache that no longer hears about revocations.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(lost.wait(), timeout=5)
+                    if not lost.is_set():
+                        await asyncio.wait_for(conn.execute("SELECT 1"), timeout=3)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # any failure: stop trusting the cache, reconnect
+                log.warning("revocation listener lost (%s); serving from the database", type(exc).__name__)
+            finally:
+                if self._listening:
+                    self._set_listening(False)
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        await conn.close(timeout=2)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 10)
+
+    # --- reads ------------------------------------------------------------------------------------
+    async def token_state(self, sid: str, jti: str) -> tuple[SessionState | None, bool]:
+        """The token's session (None if gone) and whether its jti was revoked (RFC 7009)."""
+        if self._listening:
+            cached_session = self._sessions.get(sid)
+            cached_revoked = self._revoked.get(jti)
+            if cached_session is not None and cached_revoked is not None:
+                return cached_session, cached_revoked
+        generation = self._generation
+        async with self._factory() as db:
+            row = (
+                await db.execute(
+                    select(
+                        Identity.sub,
+                        BrowserSession.revoked_at,
+                        BrowserSession.absolute_expires_at,
+                        BrowserSession.last_seen_at,
+                        exists().where(RevokedToken.jti == jti),
+                    )
+                    .join(Identity, Identity.id == BrowserSession.identity_id)
+                    .where(BrowserSession.id == sid)
+                )
+            ).first()
+            if row is None:
+                revoked = bool(await db.scalar(select(exists().where(RevokedToken.jti == jti))))
+                return None, revoked
+        sub, revoked_at, absolute, last_seen, jti_revoked = row
+        state = SessionState(str(sub), revoked_at is not None, absolute.timestamp(), last_seen.timestamp())
+        if self._listening and generation == self._generation:
+            self._sessions.put(sid, state)
+            self._revoked.put(jti, bool(jti_revoked))
+        return state, bool(jti_revoked)
+
+    async def client(self, client_id: str) -> ClientState | None:
+        if self._listening:
+            cached = self._clients.get(client_id)
+            if cached is not None:
+                return cached
+        generation = self._generation
+        async with self._factory() as db:
+            row = (
+                await db.execute(
+                    select(InternalClient.secret_hash, InternalClient.revoked_at).where(
+                        InternalClient.client_id == client_id
+                    )
+                )
+            ).first()
+        if row is None:
+            return None
+        state = ClientState(bytes(row[0]), row[1] is not None)
+        if self._listening and generation == self._generation:
+            self._clients.put(client_id, state)
+        return state

@@ -1,0 +1,168 @@
+"""request_json: bounded time and size, JSON objects only, typed failures (RFC 6749 §5.2 errors pass)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+import respx
+
+from leerid_gateway.kit.errors import UpstreamError
+from leerid_gateway.oidc.upstream import MAX_BODY, request_json
+
+URL = "https://acm.example/op/token"
+
+
+@pytest.fixture
+def router() -> Iterator[respx.MockRouter]:
+    with respx.mock(assert_all_called=True) as mock:
+        yield mock
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient() as client:
+        yield client
+
+
+async def failure(http: httpx.AsyncClient) -> UpstreamError:
+    with pytest.raises(UpstreamError) as caught:
+        await request_json(http, "token", "POST", URL)
+    assert caught.value.kind == "token"
+    return caught.value
+
+
+async def test_json_object_is_returned_with_its_status(
+    router: respx.MockRouter, http: httpx.AsyncClient
+) -> None:
+    route = router.post(URL).respond(200, json={"access_token": "at", "token_type": "Bearer"})
+    status, body = await request_json(http, "token", "POST", URL, data={"grant_type": "authorization_code"})
+    assert (status, body) == (200, {"access_token": "at", "token_type": "Bearer"})
+    assert route.calls.last.request.content == b"grant_type=authorization_code"
+
+
+async def test_timeout_is_an_upstream_error(router: respx.MockRouter, http: httpx.AsyncClient) -> None:
+    router.post(URL).mock(side_effect=httpx.ReadTimeout("slow"))
+    assert (await failure(http)).detail == "timeout"
+
+
+async def test_connect_timeout_is_an_upstream_error(
+    router: respx.MockRouter, http: httpx.AsyncClient
+) -> None:
+    router.post(URL).mock(side_effect=httpx.ConnectTimeout("slow"))
+    assert (await failure(http)).detail == "timeout"
+
+
+async def test_connection_refused_is_an_upstream_error(
+    router: respx.MockRouter, http: httpx.AsyncClient
+) -> None:
+    router.post(URL).mock(side_effect=httpx.ConnectError("[Errno 111] Connection refused"))
+    error = await failure(http)
+    assert error.detail == "transport error (ConnectError)"
+    assert "Errno" not in str(error)  # no transport detail leaks into the error
+
+
+async def test_real_connection_refused_on_a_closed_port(http: httpx.AsyncClient) -> None:
+    with pytest.raises(UpstreamError, match="transport error"):
+        await request_json(http, "discovery", "GET", "http://127.0.0.1:1/.well-known/openid-configuration")
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+async def test_server_errors_are_upstream_errors_even_with_a_json_body(
+    router: respx.MockRouter, http: httpx.AsyncClient, status: int
+) -> None:
+    router.post(URL).respond(status, json={"error": "server_error"})
+    assert (await failure(http)).detail == f"HTTP {status}"
+
+
+async def test_429_with_a_json_body_is_returned_for_the_caller_to_judge(
+    router: respx.MockRouter, http: httpx.AsyncClient
+) -> None:
+    router.post(URL).respond(429, json={"error": "slow_down"}, headers={"Retry-After": "5"})
+    assert await request_json(http, "token", "POST", URL) == (429, {"error": "slow_down"})
+
+
+async def test_429_without_json_is_an_upstream_error(
+    router: respx.MockRouter, http: httpx.AsyncClient
+) -> None:
+    router.post(URL).respond(429, text="Too Many Requests")
+    assert "not JSON" in (await failure(http)).detail
+
+
+async def test_400_oauth_error_body_is_returned_to_the_caller(
+    router: respx.MockRouter, http: httpx.AsyncClient
+) -> None:
+    """RFC 6749 §5.2: the caller reads ``error`` to tell invalid_grant from invalid_client."""
+    router.post(URL).respond(400, json={"error": "invalid_grant", "error_description": "code used"})
+    status, body = await request_json(http, "token", "POST", URL)
+    assert status == 400
+    assert body["error"] == "invalid_grant"
+
+
+@pytest.mark.parametrize("status", [301, 302, 204, 201])
+async def test_non_error_statuses_outside_ok_are_upstream_errors(
+    router: respx.MockRouter, http: httpx.AsyncClient, status: int
+) -> None:
+    router.post(URL).respond(status, json={"ok": True}, headers={"Location": "https://evil.example/"})
+    assert (await failure(http)).detail == f"HTTP {status}"
+
+
+async def test_status_listed_in_ok_is_accepted(router: respx.MockRouter, http: httpx.AsyncClient) -> None:
+    router.post(URL).respond(201, json={"id": "x"})
+    assert await request_json(http, "token", "POST", URL, ok=(200, 201)) == (201, {"id": "x"})
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"<html>maintenance</html>", b"", b"{", b"\xff\xfe\x00", b"{'single': 'quotes'}"],
+)
+async def test_non_json_body_is_an_upstream_error(
+    router: respx.MockRouter, http: httpx.AsyncClient, content: bytes
+) -> None:
+    router.post(URL).respond(200, content=content, headers={"Content-Type": "application/json"})
+    assert "not JSON" in (await failure(http)).detail
+
+
+@pytest.mark.parametrize("content", [b"[]", b'[{"access_token": "x"}]', b'"string"', b"42", b"null", b"true"])
+async def test_json_that_is_not_an_object_is_an_upstream_error(
+    router: respx.MockRouter, http: httpx.AsyncClient, content: bytes
+) -> None:
+    router.post(URL).respond(200, content=content)
+    assert "not an object" in (await failure(http)).detail
+
+
+async def test_body_larger_than_max_body_is_refused(
+    router: respx.MockRouter, http: httpx.AsyncClient
+) -> None:
+    padding = "x" * MAX_BODY
+    router.post(URL).respond(200, content=f'{{"pad": "{padding}"}}'.encode())
+    assert "larger than" in (await failure(http)).detail
+
+
+async def test_body_of_exactly_max_body_is_accepted(
+    router: respx.MockRouter, http: httpx.AsyncClient
+) -> None:
+    skeleton = '{"pad": ""}'
+    content = ('{"pad": "' + "x" * (MAX_BODY - len(skeleton)) + '"}').encode()
+    assert len(content) == MAX_BODY
+    router.post(URL).respond(200, content=content)
+    status, body = await request_json(http, "token", "POST", URL)
+    assert status == 200
+    assert len(body["pad"]) == MAX_BODY - len(skeleton)
+
+
+async def test_streamed_oversized_body_stops_reading_early(
+    router: respx.MockRouter, http: httpx.AsyncClient
+) -> None:
+    sent = 0
+
+    async def endless() -> AsyncIterator[bytes]:
+        nonlocal sent
+        while True:
+            sent += 64 * 1024
+            yield b" " * (64 * 1024)
+
+    router.post(URL).mock(side_effect=lambda request: httpx.Response(200, content=endless()))
+    assert "larger than" in (await failure(http)).detail
+    assert sent <= MAX_BODY + 2 * 64 * 1024
