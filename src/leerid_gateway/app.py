@@ -24,6 +24,7 @@ from leerid_gateway.kit.errors import OAuthError, ProblemError, PupilError, Upst
 from leerid_gateway.kit.middleware import RequestContextMiddleware
 from leerid_gateway.oidc import router as oidc_router
 from leerid_gateway.oidc.provider import Provider
+from leerid_gateway.oidc.resilience import Upstream
 from leerid_gateway.oidc.return_to import with_error
 from leerid_gateway.oidc.service import RelyingParty, upstream_unavailable
 from leerid_gateway.pages.render import render
@@ -51,8 +52,15 @@ def build_gateway(settings: Settings) -> Gateway:
         follow_redirects=False,
         headers={"User-Agent": f"leerid-gateway/{VERSION}"},
     )
-    provider = Provider(
+    upstream = Upstream(
         http,
+        retries=settings.upstream_retries,
+        threshold=settings.upstream_breaker_threshold,
+        cooldown=settings.upstream_breaker_cooldown,
+        deadline=settings.oidc_http_timeout * 2,
+    )
+    provider = Provider(
+        upstream,
         settings.provider_issuer,
         discovery_ttl=settings.oidc_discovery_ttl,
         min_refresh=settings.oidc_jwks_min_refresh_interval,
@@ -66,7 +74,8 @@ def build_gateway(settings: Settings) -> Gateway:
         session_factory=factory,
         http=http,
         provider=provider,
-        relying_party=RelyingParty(settings, provider, http, factory),
+        upstream=upstream,
+        relying_party=RelyingParty(settings, provider, upstream, factory),
         keyring=KeyRing(
             factory,
             Sealer(secret, "signing-keys"),

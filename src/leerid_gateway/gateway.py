@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from leerid_gateway.kit.crypto import Hasher
 from leerid_gateway.oidc.provider import Provider
+from leerid_gateway.oidc.resilience import Upstream
 from leerid_gateway.oidc.service import RelyingParty
 from leerid_gateway.settings import Settings
 from leerid_gateway.tokens.introspection import Introspector
@@ -23,6 +24,7 @@ class Gateway:
     engine: AsyncEngine
     session_factory: async_sessionmaker[AsyncSession]
     http: httpx.AsyncClient
+    upstream: Upstream
     provider: Provider
     relying_party: RelyingParty
     keyring: KeyRing

@@ -34,7 +34,8 @@ async def readyz(gateway: GatewayDep) -> JSONResponse:
     try:
         async with asyncio.timeout(3):
             await gateway.provider.metadata()
-        checks["provider"] = "ok"
+        failing = gateway.upstream.unreachable_for(("discovery", "jwks", "token", "datastore"))
+        checks["provider"] = "ok" if failing < gateway.settings.upstream_unready_after else "unreachable"
     except (UpstreamError, TimeoutError):
         checks["provider"] = "unreachable"
     ready = all(v == "ok" for v in checks.values())

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
+    AliasChoices,
     AnyHttpUrl,
     Field,
     SecretStr,
@@ -115,6 +116,18 @@ class Settings(BaseSettings):
         30, ge=0, description="At most one JWKS refetch for an unknown kid per this many seconds."
     )
     oidc_http_timeout: float = Field(5.0, gt=0, le=60, description="Seconds for each call to ACM/datastore.")
+    upstream_retries: int = Field(
+        2, ge=0, le=5, description="Retries of idempotent calls to ACM/datastore (never the code exchange)."
+    )
+    upstream_breaker_threshold: int = Field(
+        5, ge=1, le=100, description="Consecutive failures after which calls to that endpoint pause."
+    )
+    upstream_breaker_cooldown: float = Field(
+        15.0, gt=0, le=600, description="Seconds an open circuit breaker waits before one trial call."
+    )
+    upstream_unready_after: float = Field(
+        30.0, gt=0, le=3600, description="/readyz turns 503 once ACM has failed for this many seconds."
+    )
     oidc_login_ttl: int = Field(600, ge=60, le=3600, description="Seconds a started login may take.")
     oidc_post_logout_redirect_url: AnyHttpUrl | None = Field(
         None, description="Where ACM sends the browser after logout (registered with ACM)."
@@ -162,7 +175,50 @@ class Settings(BaseSettings):
         "encrypts signing keys at rest."
     )
 
-    @field_validator("oidc_id_token_algs", "allowed_return_urls", "cors_origins", mode="before")
+    # --- operations (docs/operations.md) ----------------------------------------------------------
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["127.0.0.1"],
+        description="Comma-separated IPs/CIDRs of the load balancers whose X-Forwarded-For/-Proto `serve` "
+        "trusts (uvicorn's forwarded_allow_ips); '*' trusts every peer.",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Level of the JSON log lines on stdout (one line per request at info)."
+    )
+    metrics_enabled: bool = Field(False, description="Serve Prometheus metrics on /metrics.")
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="Bearer token /metrics requires (≥ 16 chars); required in production when metrics "
+        "are enabled.",
+    )
+    shutdown_drain_seconds: float = Field(
+        5.0,
+        ge=0,
+        le=120,
+        description="After SIGTERM, /readyz answers 503 for this long while requests are still served, "
+        "so the load balancer stops sending new ones before the server closes.",
+    )
+    shutdown_timeout: float = Field(
+        20.0, gt=0, le=300, description="Seconds in-flight requests get to finish once the server closes."
+    )
+    otel_traces_exporter: str | None = Field(
+        None,
+        validation_alias=AliasChoices("OTEL_TRACES_EXPORTER", "otel_traces_exporter"),
+        description="OpenTelemetry: 'otlp' or 'console' turns tracing on; unset or 'none' leaves it off.",
+    )
+    otel_exporter_otlp_endpoint: str | None = Field(
+        None,
+        validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT", "otel_exporter_otlp_endpoint"),
+        description="OpenTelemetry collector URL (OTLP/HTTP); setting it alone turns tracing on with otlp.",
+    )
+    otel_sdk_disabled: bool = Field(
+        False,
+        validation_alias=AliasChoices("OTEL_SDK_DISABLED", "otel_sdk_disabled"),
+        description="OpenTelemetry's master switch: true keeps tracing off whatever else is set.",
+    )
+
+    @field_validator(
+        "oidc_id_token_algs", "allowed_return_urls", "cors_origins", "trusted_proxies", mode="before"
+    )
     @classmethod
     def _csv(cls, value: Any) -> Any:
         return _split_csv(value)
@@ -231,6 +287,11 @@ class Settings(BaseSettings):
             raise ValueError("LEERID_PUBLIC_URL must be https in production")
         if self.session_idle_ttl > self.session_absolute_ttl:
             raise ValueError("LEERID_SESSION_IDLE_TTL cannot exceed LEERID_SESSION_ABSOLUTE_TTL")
+        token = self.metrics_token.get_secret_value() if self.metrics_token else ""
+        if token and len(token) < 16:
+            raise ValueError("LEERID_METRICS_TOKEN must be at least 16 characters")
+        if prod and self.metrics_enabled and not token:
+            raise ValueError("LEERID_METRICS_ENABLED in production needs LEERID_METRICS_TOKEN")
         return self
 
     # --- derived values -------------------------------------------------------------------------
@@ -247,6 +308,16 @@ class Settings(BaseSettings):
     @cached_property
     def redirect_uri(self) -> str:
         return f"{self.issuer}/callback"
+
+    @cached_property
+    def tracing_exporter(self) -> str | None:
+        """The OpenTelemetry span exporter to use, or None when tracing is off (the default)."""
+        if self.otel_sdk_disabled:
+            return None
+        exporter = (self.otel_traces_exporter or "").strip().lower()
+        if not exporter:
+            exporter = "otlp" if self.otel_exporter_otlp_endpoint else "none"
+        return None if exporter == "none" else exporter
 
     @cached_property
     def secure_cookies(self) -> bool:

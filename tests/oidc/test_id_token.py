@@ -21,6 +21,7 @@ from leerid_gateway.kit.errors import UpstreamError
 from leerid_gateway.oidc import provider as provider_module
 from leerid_gateway.oidc.id_token import validate_id_token
 from leerid_gateway.oidc.provider import Provider
+from leerid_gateway.oidc.resilience import Upstream
 from tests.oidc import CLIENT_ID, DROP, ISSUER, Clock, FakeAcm, id_token_claims, rsa_key
 
 NONCE = "n-0S6_WzA2Mj"
@@ -60,7 +61,7 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
 
 
 def make_provider(http: httpx.AsyncClient, *, min_refresh: float = 30) -> Provider:
-    return Provider(http, ISSUER, discovery_ttl=3600, min_refresh=min_refresh)
+    return Provider(Upstream(http, retries=0), ISSUER, discovery_ttl=3600, min_refresh=min_refresh)
 
 
 async def validate(

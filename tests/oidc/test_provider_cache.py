@@ -12,6 +12,7 @@ import respx
 from leerid_gateway.kit.errors import UpstreamError
 from leerid_gateway.oidc import provider as provider_module
 from leerid_gateway.oidc.provider import Provider, ProviderMetadata
+from leerid_gateway.oidc.resilience import Upstream
 from tests.oidc import DISCOVERY_URL, ISSUER, JWKS_URL, Clock, FakeAcm, discovery_document, rsa_key
 
 TTL = 3600
@@ -37,7 +38,7 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
 
 
 def make_provider(http: httpx.AsyncClient, issuer: str = ISSUER) -> Provider:
-    return Provider(http, issuer, discovery_ttl=TTL, min_refresh=30)
+    return Provider(Upstream(http, retries=0), issuer, discovery_ttl=TTL, min_refresh=30)
 
 
 async def test_discovery_is_parsed(acm: FakeAcm, http: httpx.AsyncClient) -> None:

@@ -76,18 +76,21 @@ async def test_server_errors_are_upstream_errors_even_with_a_json_body(
     assert (await failure(http)).detail == f"HTTP {status}"
 
 
-async def test_429_with_a_json_body_is_returned_for_the_caller_to_judge(
+async def test_429_is_an_upstream_error_carrying_retry_after(
     router: respx.MockRouter, http: httpx.AsyncClient
 ) -> None:
+    """RFC 6585 §4 + RFC 9110 §10.2.3: the resilience layer decides from status and Retry-After."""
     router.post(URL).respond(429, json={"error": "slow_down"}, headers={"Retry-After": "5"})
-    assert await request_json(http, "token", "POST", URL) == (429, {"error": "slow_down"})
+    error = await failure(http)
+    assert (error.status, error.retry_after) == (429, 5.0)
 
 
-async def test_429_without_json_is_an_upstream_error(
+async def test_429_with_a_date_or_garbage_retry_after_has_no_delay(
     router: respx.MockRouter, http: httpx.AsyncClient
 ) -> None:
-    router.post(URL).respond(429, text="Too Many Requests")
-    assert "not JSON" in (await failure(http)).detail
+    router.post(URL).respond(429, text="Too Many Requests", headers={"Retry-After": "soon"})
+    error = await failure(http)
+    assert (error.status, error.retry_after) == (429, None)
 
 
 async def test_400_oauth_error_body_is_returned_to_the_caller(

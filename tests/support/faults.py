@@ -72,3 +72,48 @@ def rewrite_json(change: Callable[[dict[str, Any]], None]) -> Handler:
         await send({"type": "http.response.body", "body": body})
 
     return handler
+
+
+def slow(seconds: float) -> Handler:
+    """Answer only after a delay (a provider that hangs)."""
+    import asyncio
+
+    async def handler(scope: Scope, receive: Any, send: Any, app: Any) -> None:
+        await asyncio.sleep(seconds)
+        await app(scope, receive, send)
+
+    return handler
+
+
+def sequence(*handlers: Handler | None) -> Handler:
+    """The n-th call gets the n-th handler (None: the real provider); the last one repeats."""
+    calls = {"n": 0}
+
+    async def handler(scope: Scope, receive: Any, send: Any, app: Any) -> None:
+        chosen = handlers[min(calls["n"], len(handlers) - 1)]
+        calls["n"] += 1
+        if chosen is None:
+            await app(scope, receive, send)
+        else:
+            await chosen(scope, receive, send, app)
+
+    return handler
+
+
+def truncated(declared: int, body: bytes) -> Handler:
+    """Promise ``declared`` bytes, send fewer, and hang up."""
+
+    async def handler(scope: Scope, receive: Any, send: Any, app: Any) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(declared).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+
+    return handler

@@ -71,7 +71,12 @@ class ProblemError(GatewayError):
 class UpstreamError(GatewayError):
     """ACM or the datastore failed or answered something we cannot trust. ``kind`` is for metrics."""
 
-    def __init__(self, kind: str, detail: str) -> None:
+    def __init__(
+        self, kind: str, detail: str, *, status: int | None = None, retry_after: float | None = None
+    ) -> None:
         super().__init__(f"{kind}: {detail}")
         self.kind = kind
         self.detail = detail
+        # Set when the upstream answered: lets the caller decide whether a retry is sensible.
+        self.status = status
+        self.retry_after = retry_after

@@ -8,12 +8,13 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from leerid_gateway.kit.errors import UpstreamError
-from leerid_gateway.oidc.upstream import request_json
+from leerid_gateway.oidc.resilience import Upstream
+
+STALE_RETRY = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,13 +75,13 @@ class Provider:
 
     def __init__(
         self,
-        http: httpx.AsyncClient,
+        upstream: Upstream,
         issuer: str,
         *,
         discovery_ttl: float,
         min_refresh: float,
     ) -> None:
-        self._http = http
+        self._upstream = upstream
         self.issuer = issuer
         self._discovery_ttl = discovery_ttl
         self._min_refresh = min_refresh
@@ -101,13 +102,17 @@ class Provider:
                 return self._metadata
             url = self.issuer + "/.well-known/openid-configuration"
             try:
-                _, doc = await request_json(self._http, "discovery", "GET", url)
+                status, doc = await self._upstream.call("discovery", "GET", url, idempotent=True)
+                if status != 200:
+                    raise UpstreamError("discovery", f"HTTP {status}", status=status)
                 metadata = ProviderMetadata.parse(
                     doc, self.issuer, require_https=urlsplit(self.issuer).scheme == "https"
                 )
             except UpstreamError:
                 if self._metadata is not None:
-                    # Serve the stale document rather than fail every login while ACM hiccups.
+                    # Serve the stale document rather than fail every login while ACM hiccups, and
+                    # ask again only after STALE_RETRY seconds, not on every login.
+                    self._metadata_at = time.monotonic() - self._discovery_ttl + STALE_RETRY
                     return self._metadata
                 raise
             self._metadata, self._metadata_at = metadata, time.monotonic()
@@ -116,7 +121,9 @@ class Provider:
 
     async def _fetch_keys(self) -> KeySet:
         metadata = await self.metadata()
-        _, doc = await request_json(self._http, "jwks", "GET", metadata.jwks_uri)
+        status, doc = await self._upstream.call("jwks", "GET", metadata.jwks_uri, idempotent=True)
+        if status != 200:
+            raise UpstreamError("jwks", f"HTTP {status}", status=status)
         try:
             keys = KeySet.import_key_set(doc)  # type: ignore[arg-type]
         except (JoseError, ValueError, TypeError, KeyError):

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-import httpx
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -31,8 +30,8 @@ from leerid_gateway.oidc.client_auth import ClientAuthenticator
 from leerid_gateway.oidc.id_token import IdTokenClaims, validate_id_token
 from leerid_gateway.oidc.models import LoginTransaction
 from leerid_gateway.oidc.provider import Provider
+from leerid_gateway.oidc.resilience import Upstream
 from leerid_gateway.oidc.return_to import is_allowed
-from leerid_gateway.oidc.upstream import request_json
 from leerid_gateway.privacy import service as privacy
 from leerid_gateway.sessions import service as sessions
 from leerid_gateway.settings import ResponseMode, Settings
@@ -99,12 +98,12 @@ class RelyingParty:
         self,
         settings: Settings,
         provider: Provider,
-        http: httpx.AsyncClient,
+        upstream: Upstream,
         session_factory: async_sessionmaker[AsyncSession],
     ) -> None:
         self.settings = settings
         self.provider = provider
-        self._http = http
+        self._upstream = upstream
         self._factory = session_factory
         self._auth = ClientAuthenticator(settings)
         secret = settings.secret_key.get_secret_value()
@@ -247,8 +246,8 @@ class RelyingParty:
         }
         headers = {"Accept": "application/json"}
         self._auth.apply(form, headers)
-        status, body = await request_json(
-            self._http, "token", "POST", token_endpoint, data=form, headers=headers
+        status, body = await self._upstream.call(
+            "token", "POST", token_endpoint, idempotent=False, data=form, headers=headers
         )
         if status != 200:
             raise UpstreamError("token", f"HTTP {status} {str(body.get('error', ''))[:40]}")
@@ -264,11 +263,11 @@ class RelyingParty:
 
     async def _attributes(self, url: str, access_token: str, sub: str) -> LeerIdProfile:
         """The pupil's LeerID attributes from the datastore (default: ACM userinfo, OIDC Core §5.3)."""
-        status, body = await request_json(
-            self._http,
+        status, body = await self._upstream.call(
             "datastore",
             "GET",
             url,
+            idempotent=True,
             headers={"Authorization": f"Bearer {access_token}", "Accept": "application/json"},
         )
         if status != 200:

@@ -1,11 +1,12 @@
 """HTTP calls to ACM and the datastore: bounded time, bounded size, JSON only, typed failures.
 
-Nothing here retries: the code exchange is single use (RFC 6749 §4.1.2) and the other calls are
-cheap to repeat by the pupil pressing "opnieuw proberen" (issue 6 adds retries where safe).
+One attempt, nothing more: retries and the circuit breaker live in oidc/resilience.py, which
+knows which calls are safe to repeat (never the single-use code exchange, RFC 6749 §4.1.2).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -23,33 +24,48 @@ async def request_json(
     url: str,
     *,
     ok: tuple[int, ...] = (200,),
+    deadline: float = 10.0,
     **kwargs: Any,
 ) -> tuple[int, dict[str, Any]]:
     """Send one request and return (status, JSON object). Raises ``UpstreamError(kind…)``.
 
     Statuses outside ``ok`` still return when the body is a JSON object and the status is 4xx, so the
     caller can read an OAuth error (RFC 6749 §5.2); anything else is an UpstreamError.
+    ``deadline`` bounds the whole exchange: httpx's timeout is per read, so a server dripping one
+    byte at a time would otherwise hold the request open indefinitely.
     """
     try:
-        async with client.stream(method, url, **kwargs) as response:
+        async with asyncio.timeout(deadline), client.stream(method, url, **kwargs) as response:
             body = bytearray()
             async for chunk in response.aiter_bytes():
                 body += chunk
                 if len(body) > MAX_BODY:
                     raise UpstreamError(kind, f"response larger than {MAX_BODY} bytes")
-    except httpx.TimeoutException:
+    except (httpx.TimeoutException, TimeoutError):
         raise UpstreamError(kind, "timeout") from None
     except httpx.HTTPError as exc:
         raise UpstreamError(kind, f"transport error ({type(exc).__name__})") from None
     status = response.status_code
-    if status >= 500 or (status not in ok and status < 400):
-        raise UpstreamError(kind, f"HTTP {status}")
+    if status == 429 or status >= 500:
+        raise UpstreamError(kind, f"HTTP {status}", status=status, retry_after=_retry_after(response))
+    if status not in ok and status < 400:
+        raise UpstreamError(kind, f"HTTP {status}", status=status)
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise UpstreamError(kind, f"HTTP {status} with a body that is not JSON") from None
     if not isinstance(data, dict):
         raise UpstreamError(kind, f"HTTP {status} with JSON that is not an object")
-    if status not in ok and status < 400:
-        raise UpstreamError(kind, f"HTTP {status}")
     return status, data
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """RFC 9110 §10.2.3 Retry-After in seconds (the HTTP-date form is treated as unknown)."""
+    value = response.headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if 0 <= seconds < 86400 else None
