@@ -36,6 +36,11 @@ def get_request_id(request: Request) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def client_address(request: Request) -> str:
+    """The client's address as uvicorn reports it (X-Forwarded-For only from trusted proxies)."""
+    return request.client.host if request.client else "unknown"
+
+
 GatewayDep = Annotated[Gateway, Depends(get_gateway)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 DbSession = Annotated[AsyncSession, Depends(get_db, scope="function")]

@@ -8,6 +8,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from leerid_gateway.kit.crypto import Hasher
+from leerid_gateway.kit.ratelimit import RateLimiter
 from leerid_gateway.oidc.provider import Provider
 from leerid_gateway.oidc.resilience import Upstream
 from leerid_gateway.oidc.service import RelyingParty
@@ -31,4 +32,5 @@ class Gateway:
     token_policy: TokenPolicy
     client_hasher: Hasher
     live: LiveState
+    limiter: RateLimiter
     introspector: Introspector

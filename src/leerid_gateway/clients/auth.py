@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from leerid_gateway.clients import service as clients
-from leerid_gateway.deps import GatewayDep
+from leerid_gateway.deps import GatewayDep, client_address
 from leerid_gateway.gateway import Gateway
 from leerid_gateway.kit.errors import OAuthError
 
@@ -33,11 +33,21 @@ async def authenticate_client(
         if parsed is None:
             raise _unauthorized("malformed Basic credentials")
         client_id, client_secret = parsed
+    address = client_address(request)
+    limit = gateway.settings.rate_limit_client_auth_failures
+    gateway.limiter.check_blocked("client-auth", address)
     if not client_id or client_secret is None:
+        await gateway.limiter.hit("client-auth", address, limit)
         raise _unauthorized("client authentication required")
+    client_key = client_id[:64]
+    gateway.limiter.check_blocked("client-auth-id", client_key)
     state = await gateway.live.client(client_id) if len(client_id) <= 64 else None
     good = gateway.client_hasher.matches(client_secret, state.secret_hash if state else _DUMMY_HASH)
     if state is None or state.revoked or not good:
+        # Only failures are counted (in the shared database), so guessing is limited across all
+        # replicas while a correct client's hot path costs nothing extra.
+        await gateway.limiter.hit("client-auth", address, limit)
+        await gateway.limiter.hit("client-auth-id", client_key, limit)
         raise _unauthorized("client authentication failed")
     return client_id
 

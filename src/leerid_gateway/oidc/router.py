@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Query, Request, Response
 from fastapi.responses import RedirectResponse
 
-from leerid_gateway.deps import DbSession, GatewayDep, RequestId
+from leerid_gateway.deps import DbSession, GatewayDep, RequestId, client_address
 from leerid_gateway.oidc.return_to import MAX_LENGTH, is_allowed
 from leerid_gateway.oidc.service import bad_return_to
 from leerid_gateway.sessions import cookies
@@ -26,9 +26,10 @@ router = APIRouter(tags=["login"])
     },
 )
 async def login(
-    gateway: GatewayDep, return_to: Annotated[str, Query(max_length=MAX_LENGTH)]
+    request: Request, gateway: GatewayDep, return_to: Annotated[str, Query(max_length=MAX_LENGTH)]
 ) -> RedirectResponse:
     """Start a login: 303 to ACM with PKCE, state and nonce bound to this browser."""
+    await gateway.limiter.hit("login", client_address(request), gateway.settings.rate_limit_login)
     start = await gateway.relying_party.start(return_to)
     response = RedirectResponse(start.authorization_url, status_code=303)
     cookies.set_login_binding(response, gateway.settings, start.browser_binding)
@@ -39,6 +40,7 @@ async def login(
 async def _finish(
     request: Request, gateway: GatewayDep, params: dict[str, str], request_id: str | None
 ) -> Response:
+    await gateway.limiter.hit("callback", client_address(request), gateway.settings.rate_limit_login)
     binding = request.cookies.get(cookies.login_cookie_name(gateway.settings))
     result = await gateway.relying_party.finish(params, binding, request_id=request_id)
     response = RedirectResponse(result.return_to, status_code=303)
