@@ -22,6 +22,7 @@ from leerid_gateway.identity import router as identity_router
 from leerid_gateway.kit.crypto import Hasher, Sealer
 from leerid_gateway.kit.errors import OAuthError, ProblemError, PupilError, UpstreamError
 from leerid_gateway.kit.middleware import RequestContextMiddleware
+from leerid_gateway.kit.ratelimit import RateLimited, RateLimiter
 from leerid_gateway.oidc import router as oidc_router
 from leerid_gateway.oidc.provider import Provider
 from leerid_gateway.oidc.resilience import Upstream
@@ -86,6 +87,7 @@ def build_gateway(settings: Settings) -> Gateway:
         token_policy=token_policy,
         client_hasher=Hasher(secret, "client-secret"),
         live=live,
+        limiter=RateLimiter(factory),
         introspector=Introspector(
             live,
             token_policy,
@@ -186,6 +188,28 @@ def _install_error_handlers(app: FastAPI, settings: Settings) -> None:
     async def pupil_error(request: Request, exc: PupilError) -> Response:
         log.info("pupil error %s", exc.reason)
         return _pupil_page(request, exc, settings)
+
+    @app.exception_handler(RateLimited)
+    async def rate_limited(request: Request, exc: RateLimited) -> Response:
+        """RFC 6585 §4: 429 with Retry-After; a Dutch page on the pupil's paths."""
+        response: Response
+        if request.url.path.startswith(PUPIL_PATHS):
+            response = _pupil_page(
+                request,
+                PupilError(
+                    "rate_limited",
+                    status=429,
+                    title="Even geduld",
+                    message="Er worden nu heel veel aanmeldingen tegelijk gedaan. "
+                    "Probeer het over een minuutje opnieuw.",
+                    retry=True,
+                ),
+                settings,
+            )
+        else:
+            response = _problem(429, "Too many requests", "Slow down and retry later.", request)
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
 
     @app.exception_handler(OAuthError)
     async def oauth_error(request: Request, exc: OAuthError) -> Response:

@@ -128,6 +128,18 @@ class Settings(BaseSettings):
     upstream_unready_after: float = Field(
         30.0, gt=0, le=3600, description="/readyz turns 503 once ACM has failed for this many seconds."
     )
+    rate_limit_login: int = Field(
+        600,
+        ge=0,
+        description="/login and /callback requests per minute per client address (0: off); "
+        "generous because a class logs in from one school address at once.",
+    )
+    rate_limit_client_auth_failures: int = Field(
+        20,
+        ge=0,
+        description="Failed internal-client authentications per minute per address and per client_id.",
+    )
+    rate_limit_admin: int = Field(120, ge=0, description="Staff API requests per minute per address.")
     oidc_login_ttl: int = Field(600, ge=60, le=3600, description="Seconds a started login may take.")
     oidc_post_logout_redirect_url: AnyHttpUrl | None = Field(
         None, description="Where ACM sends the browser after logout (registered with ACM)."
