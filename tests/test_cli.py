@@ -83,3 +83,29 @@ def test_missing_setting_stops_with_one_line(missing: str, tmp_path: Path) -> No
     assert len(lines) == 1
     assert lines[0].startswith("leerid-gateway: invalid configuration")
     assert missing in lines[0]
+
+
+async def test_keys_rotate_publishes_a_next_key_and_list_shows_the_states(
+    db: AsyncEngine, database_url: str
+) -> None:
+    from leerid_gateway.kit.crypto import Sealer
+    from leerid_gateway.tokens import keys as key_store
+
+    async with db.begin() as conn:
+        from sqlalchemy.ext.asyncio import AsyncSession
+
+        session = AsyncSession(bind=conn)
+        await key_store.ensure_active(session, Sealer(SECRET, "signing-keys"), "ES256")
+        await session.flush()
+    first = run_cli(database_url, "keys", "list")
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.count("\tactive\t") == 1
+
+    rotated = run_cli(database_url, "keys", "rotate")
+    assert rotated.returncode == 0, rotated.stderr
+    assert "is published now and signs from" in rotated.stdout
+    states = [line.split("\t")[2] for line in run_cli(database_url, "keys", "list").stdout.splitlines()]
+    assert sorted(states) == ["active", "next"]
+    again = run_cli(database_url, "keys", "rotate")
+    assert again.returncode == 1
+    assert "already waiting" in again.stderr

@@ -245,3 +245,15 @@ def test_normalise_returns_a_coherent_profile_or_an_upstream_error(
     assert len(uuids) == len(set(uuids))
     assert profile.account_uuid not in profile.history_account_uuids
     assert all(u == u.lower() for u in uuids)
+
+
+def test_control_characters_are_stripped_from_school_names() -> None:
+    claims = {
+        "ov_account_uuid": "a1",
+        "given_name": "A",
+        "family_name": "B",
+        "ov_orgcode": "012345",
+        "ov_orgnaam": "Sint-Jozef\x1b[31m\ncollege\u2028",
+    }
+    profile = normalise(claims, DEFAULT_ATTRIBUTE_MAPPING)
+    assert profile.school_names == ("Sint-Jozef[31mcollege",)

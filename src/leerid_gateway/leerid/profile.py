@@ -110,7 +110,11 @@ def normalise(claims: Mapping[str, Any], mapping: Mapping[str, str]) -> LeerIdPr
     for code in schools:
         if not _SCHOOL.match(code):
             raise UpstreamError("datastore_shape", "school_code is not an instellingsnummer")
-    school_names = [n[:_MAX_NAME] for n in _strings(claims.get(mapping["school_name"]), "school_name")]
+    # A school name is shown to the pupil and stored: the same hygiene as a person's name.
+    school_names = [
+        "".join(ch for ch in n[:_MAX_NAME] if unicodedata.category(ch) not in ("Cc", "Zl", "Zp"))
+        for n in _strings(claims.get(mapping["school_name"]), "school_name")
+    ]
     return LeerIdProfile(
         account_uuid=account,
         leer_id_uuid=leer_id,
