@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0003"
-down_revision: str | None = "0001"  # TEMP until 0002 lands
+down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -76,6 +76,8 @@ def downgrade() -> None:
         op.execute("DROP TRIGGER IF EXISTS sessions_notify ON sessions")
         op.execute("DROP TRIGGER IF EXISTS revoked_tokens_notify ON revoked_tokens")
         op.execute("DROP TRIGGER IF EXISTS internal_clients_notify ON internal_clients")
-        op.execute("DROP FUNCTION IF EXISTS leerid_notify_session(), leerid_notify_token(), leerid_notify_client()")
+        op.execute(
+            "DROP FUNCTION IF EXISTS leerid_notify_session(), leerid_notify_token(), leerid_notify_client()"
+        )
     op.drop_index(op.f("ix_revoked_tokens_expires_at"), table_name="revoked_tokens")
     op.drop_table("revoked_tokens")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
@@ -16,9 +16,12 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from leerid_gateway import ops
+from leerid_gateway.admin import router as admin_router
 from leerid_gateway.db import create_engine, create_session_factory
 from leerid_gateway.gateway import Gateway
 from leerid_gateway.identity import router as identity_router
+from leerid_gateway.kit import metrics, tracing
+from leerid_gateway.kit.access_log import AccessLogMiddleware
 from leerid_gateway.kit.crypto import Hasher, Sealer
 from leerid_gateway.kit.errors import OAuthError, ProblemError, PupilError, UpstreamError
 from leerid_gateway.kit.middleware import RequestContextMiddleware
@@ -29,6 +32,7 @@ from leerid_gateway.oidc.resilience import Upstream
 from leerid_gateway.oidc.return_to import with_error
 from leerid_gateway.oidc.service import RelyingParty, upstream_unavailable
 from leerid_gateway.pages.render import render
+from leerid_gateway.privacy.retention import RetentionScheduler
 from leerid_gateway.sessions import router as sessions_router
 from leerid_gateway.settings import Settings
 from leerid_gateway.tokens import router as tokens_router
@@ -36,6 +40,9 @@ from leerid_gateway.tokens.introspection import Introspector
 from leerid_gateway.tokens.keyring import KeyRing
 from leerid_gateway.tokens.live import LiveState
 from leerid_gateway.tokens.service import TokenPolicy
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export import SpanExporter
 
 log = logging.getLogger("leerid_gateway")
 
@@ -97,14 +104,22 @@ def build_gateway(settings: Settings) -> Gateway:
     )
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, *, span_exporter: SpanExporter | None = None) -> FastAPI:
+    """``span_exporter`` turns tracing on with that exporter (tests); otherwise OTEL_* decide."""
+    traces = tracing.from_settings(settings, span_exporter)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         gateway = build_gateway(settings)
         app.state.gateway = gateway
+        retention = RetentionScheduler(gateway.engine, gateway.session_factory, settings)
+        app.state.retention = retention
+        if traces is not None:
+            traces.instrument_resources(gateway.engine, gateway.http)
         try:
             await gateway.keyring.start()
             await gateway.live.start()
+            await retention.start()
             try:
                 await gateway.provider.metadata()
             except UpstreamError as exc:
@@ -112,10 +127,13 @@ def create_app(settings: Settings) -> FastAPI:
                 log.warning("provider discovery failed at start-up: %s", exc.kind)
             yield
         finally:
+            await retention.stop()
             await gateway.live.stop()
             await gateway.keyring.stop()
             await gateway.http.aclose()
             await gateway.engine.dispose()
+            if traces is not None:
+                traces.close()
 
     app = FastAPI(
         title="leerid-gateway",
@@ -130,6 +148,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(sessions_router.router)
     app.include_router(identity_router.router)
     app.include_router(ops.router)
+    app.include_router(admin_router.router)
     _install_error_handlers(app, settings)
     app.add_middleware(
         CORSMiddleware,
@@ -139,11 +158,14 @@ def create_app(settings: Settings) -> FastAPI:
         allow_headers=["Content-Type", "X-Request-ID"],
         max_age=600,
     )
+    app.add_middleware(AccessLogMiddleware)  # inside RequestContextMiddleware: it sees the request id
     app.add_middleware(
         RequestContextMiddleware,
         hsts=settings.secure_cookies,
         page_form_targets=settings.provider_issuer,
     )
+    if traces is not None:
+        traces.instrument_app(app)
     return app
 
 
@@ -153,6 +175,7 @@ def _request_id(request: Request) -> str | None:
 
 
 def _pupil_page(request: Request, exc: PupilError, settings: Settings) -> Response:
+    metrics.login_failed(exc)  # every error page a pupil sees ends (or refuses) a login
     back = with_error(exc.return_to, exc.oauth_error) if exc.return_to and exc.oauth_error else exc.return_to
     retry_target = exc.return_to or settings.allowed_return_urls[0]
     retry = f"/login?return_to={quote(retry_target, safe='')}" if exc.retry else None
@@ -223,7 +246,9 @@ def _install_error_handlers(app: FastAPI, settings: Settings) -> None:
 
     @app.exception_handler(ProblemError)
     async def problem_error(request: Request, exc: ProblemError) -> Response:
-        return _problem(exc.status, exc.title, exc.detail, request)
+        response = _problem(exc.status, exc.title, exc.detail, request)
+        response.headers.update(exc.headers)
+        return response
 
     @app.exception_handler(UpstreamError)
     async def upstream_error(request: Request, exc: UpstreamError) -> Response:

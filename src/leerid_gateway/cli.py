@@ -1,4 +1,4 @@
-"""The `leerid-gateway` command: serve, migrate, demo, schools, clients, openapi."""
+"""The `leerid-gateway` command: serve, migrate, demo, schools, clients, openapi, settings-reference."""
 
 from __future__ import annotations
 
@@ -32,25 +32,18 @@ async def _with_db(settings: Settings, work: Callable[[Any], Awaitable[int]]) ->
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
+    from leerid_gateway.serving import serve, uvicorn_config
 
     settings = _settings()
-    uvicorn.run(
-        "leerid_gateway.asgi:app_from_environment",
-        factory=True,
+    config = uvicorn_config(
+        settings,
         host=args.host,
         port=args.port,
         workers=args.workers,
-        loop="uvloop",
-        http="httptools",
         proxy_headers=args.proxy_headers,
         forwarded_allow_ips=args.forwarded_allow_ips,
-        server_header=False,
-        access_log=False,
-        log_level="info",
     )
-    del settings
-    return 0
+    return serve(settings, config)
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -64,7 +57,9 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from leerid_gateway.demo.run import run_demo
+    from leerid_gateway.kit.logging import configure_logging
 
+    configure_logging("info")
     return run_demo(host=args.host, port=args.port, data_dir=args.data_dir)
 
 
@@ -127,6 +122,13 @@ def cmd_clients(args: argparse.Namespace) -> int:
         raise
 
 
+def cmd_settings_reference(args: argparse.Namespace) -> int:
+    from leerid_gateway.settings_reference import render_markdown
+
+    sys.stdout.write(render_markdown())
+    return 0
+
+
 def cmd_openapi(args: argparse.Namespace) -> int:
     from leerid_gateway.openapi import render_yaml
 
@@ -145,7 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--proxy-headers", action="store_true", help="trust X-Forwarded-* from --forwarded-allow-ips"
     )
-    serve.add_argument("--forwarded-allow-ips", default="127.0.0.1")
+    serve.add_argument(
+        "--forwarded-allow-ips", default=None, help="default: LEERID_TRUSTED_PROXIES (127.0.0.1)"
+    )
     serve.set_defaults(func=cmd_serve)
 
     migrate = sub.add_parser("migrate", help="bring the database schema up to date (Alembic)")
@@ -178,9 +182,18 @@ def build_parser() -> argparse.ArgumentParser:
     clients.set_defaults(func=cmd_clients)
     openapi = sub.add_parser("openapi", help="print the OpenAPI document as YAML (openapi.yaml)")
     openapi.set_defaults(func=cmd_openapi)
+    reference = sub.add_parser(
+        "settings-reference", help="print the settings table of docs/operations.md (Markdown)"
+    )
+    reference.set_defaults(func=cmd_settings_reference)
     from leerid_gateway.tokens import cli as tokens_cli
 
     tokens_cli.register(sub)
+    from leerid_gateway.admin import cli as admin_cli
+    from leerid_gateway.privacy import cli as privacy_cli
+
+    admin_cli.register(sub)
+    privacy_cli.register(sub)
     return parser
 
 

@@ -7,6 +7,7 @@ is made only by the Alembic migrations in ``migrations/``.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, ClassVar
@@ -63,11 +64,26 @@ def is_postgres(url: str) -> bool:
     return make_url(url).get_backend_name() == "postgresql"
 
 
+def _no_debug_records(record: logging.LogRecord) -> bool:
+    """At DEBUG, SQLAlchemy logs every result row ("Row (…, 'Lotte', …)", ``hide_parameters`` or
+    not) and aiosqlite every statement with its parameters. A pupil's data must never reach a log
+    line, whatever LEERID_LOG_LEVEL says, so those records go; SQL statements (INFO) stay."""
+    return record.levelno > logging.DEBUG
+
+
+_LEAKY_DEBUG_LOGGERS = ("sqlalchemy.engine.Engine", "aiosqlite")
+
+
 def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     """An engine with the per-backend settings that make concurrent use safe.
 
-    ``hide_parameters``: a database error must never carry a pupil's name into a log line.
+    ``hide_parameters``: a database error must never carry a pupil's name into a log line; nor may
+    debug logging of the database drivers (``_no_debug_records``).
     """
+    for name in _LEAKY_DEBUG_LOGGERS:
+        logger = logging.getLogger(name)
+        if _no_debug_records not in logger.filters:
+            logger.addFilter(_no_debug_records)
     if is_postgres(url):
         return create_async_engine(
             url,

@@ -1,15 +1,20 @@
-"""/healthz and /readyz for load balancers and orchestrators."""
+"""/healthz, /readyz and /metrics for load balancers, orchestrators and Prometheus."""
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 
-from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
+from starlette.exceptions import HTTPException
 
 from leerid_gateway.deps import GatewayDep
+from leerid_gateway.kit import metrics as metric_registry
 from leerid_gateway.kit.errors import UpstreamError
+from leerid_gateway.kit.lifecycle import DRAINING
 
 router = APIRouter(tags=["operations"])
 
@@ -22,7 +27,10 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", responses={200: {"description": "Ready"}, 503: {"description": "Not ready"}})
 async def readyz(gateway: GatewayDep) -> JSONResponse:
-    """Readiness: the database answers and ACM's discovery document is known."""
+    """Readiness: not shutting down, the database answers and ACM's discovery document is known."""
+    if DRAINING.is_set():
+        # SIGTERM received (serving.py): leave the load balancer's rotation, keep serving meanwhile.
+        return JSONResponse({"status": "draining", "checks": {}, "info": {}}, status_code=503)
     checks: dict[str, str] = {}
     try:
         async with asyncio.timeout(2):
@@ -45,3 +53,20 @@ async def readyz(gateway: GatewayDep) -> JSONResponse:
         {"status": "ready" if ready else "not ready", "checks": checks, "info": info},
         status_code=200 if ready else 503,
     )
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(request: Request, gateway: GatewayDep) -> Response:
+    """Prometheus text format. Off unless LEERID_METRICS_ENABLED; then a bearer token when one is set
+    (required in production). Not in the OpenAPI document: it is for the operator's Prometheus only."""
+    settings = gateway.settings
+    if not settings.metrics_enabled:
+        raise HTTPException(404, "Not Found")
+    if settings.metrics_token is not None:
+        expected = f"Bearer {settings.metrics_token.get_secret_value()}".encode()
+        given = request.headers.get("authorization", "").encode()
+        if not hmac.compare_digest(given, expected):
+            # RFC 6750 §3: say how to authenticate (the shared error handler would drop the header).
+            return Response(status_code=401, headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
+    body = metric_registry.render(gateway.engine.pool)
+    return Response(body, media_type=CONTENT_TYPE_LATEST, headers={"Cache-Control": "no-store"})

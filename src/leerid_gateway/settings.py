@@ -187,6 +187,31 @@ class Settings(BaseSettings):
         "encrypts signing keys at rest."
     )
 
+    # --- privacy and staff (issue 4) ------------------------------------------------------------
+    retention_days: int = Field(
+        1096,
+        ge=1,
+        le=36500,
+        description="Days after its last login that an identity is deleted with everything attached "
+        "(protocol art. 3: three years).",
+    )
+    privacy_log_retention_days: int = Field(
+        1826, ge=1, le=36500, description="Days a privacy-log entry is kept (protocol art. 6)."
+    )
+    purge_enabled: bool = Field(
+        True, description="Run the retention purge in the service (`leerid-gateway purge` works either way)."
+    )
+    purge_interval: float = Field(
+        86400.0,
+        ge=1,
+        le=7 * 86400,
+        description="Seconds between the service's retention purges (the first comes at most 10 minutes "
+        "after start-up).",
+    )
+    purge_batch_size: int = Field(
+        500, ge=1, le=10000, description="Rows per purge transaction (each batch is short)."
+    )
+
     # --- operations (docs/operations.md) ----------------------------------------------------------
     trusted_proxies: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["127.0.0.1"],
@@ -209,8 +234,8 @@ class Settings(BaseSettings):
         description="After SIGTERM, /readyz answers 503 for this long while requests are still served, "
         "so the load balancer stops sending new ones before the server closes.",
     )
-    shutdown_timeout: float = Field(
-        20.0, gt=0, le=300, description="Seconds in-flight requests get to finish once the server closes."
+    shutdown_timeout: int = Field(
+        20, ge=1, le=300, description="Seconds in-flight requests get to finish once the server closes."
     )
     otel_traces_exporter: str | None = Field(
         None,
@@ -251,6 +276,13 @@ class Settings(BaseSettings):
                 f"unknown attributes {sorted(unknown)}; known: {sorted(DEFAULT_ATTRIBUTE_MAPPING)}"
             )
         return {**DEFAULT_ATTRIBUTE_MAPPING, **value}
+
+    @field_validator("otel_traces_exporter")
+    @classmethod
+    def _traces_exporter(cls, value: str | None) -> str | None:
+        if value is not None and value.strip().lower() not in ("", "none", "otlp", "console"):
+            raise ValueError(f"OTEL_TRACES_EXPORTER {value!r} is not supported (otlp, console or none)")
+        return value
 
     @field_validator("oidc_id_token_algs")
     @classmethod

@@ -38,12 +38,15 @@ def environment(settings: Settings) -> dict[str, str]:
 
 
 class GatewayProcess:
-    def __init__(self, settings: Settings, **extra_env: str) -> None:
-        sock = bind_loopback()
-        self.port = sock.getsockname()[1]
-        sock.close()
+    def __init__(self, settings: Settings, *, port: int | None = None, **extra_env: str) -> None:
+        if port is None:
+            sock = bind_loopback()
+            port = int(sock.getsockname()[1])
+            sock.close()
+        self.port = port
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {**environment(settings), **extra_env}
+        # No drain period unless a test asks for one: stop() would otherwise wait for it.
+        env = {**environment(settings), "LEERID_SHUTDOWN_DRAIN_SECONDS": "0", **extra_env}
         self.process = subprocess.Popen(
             [CLI, "serve", "--host", "127.0.0.1", "--port", str(self.port)],
             env=env,

@@ -106,7 +106,9 @@ async def serve_demo(host: str, port: int, data_dir: Path) -> None:
     )
 
     def config(app: Any, p: int) -> uvicorn.Config:
-        return uvicorn.Config(app, host=host, port=p, log_level="warning", access_log=False, lifespan="on")
+        return uvicorn.Config(
+            app, host=host, port=p, log_level="warning", access_log=False, lifespan="on", log_config=None
+        )
 
     provider_server = _QuietServer(config(provider.app, port + 1))
     eteacher_server = _QuietServer(config(eteacher, port + 2))

@@ -59,13 +59,21 @@ class ProblemError(GatewayError):
     """RFC 9457 problem details."""
 
     def __init__(
-        self, status: int, title: str, detail: str | None = None, *, type_: str = "about:blank"
+        self,
+        status: int,
+        title: str,
+        detail: str | None = None,
+        *,
+        type_: str = "about:blank",
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(title)
         self.status = status
         self.title = title
         self.detail = detail
         self.type = type_
+        # e.g. WWW-Authenticate on a 401 (RFC 9110 §11.6.1, RFC 6750 §3)
+        self.headers = headers or {}
 
 
 class UpstreamError(GatewayError):

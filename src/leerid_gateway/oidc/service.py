@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from leerid_gateway.access import service as access
 from leerid_gateway.db import unit_of_work, utcnow
 from leerid_gateway.identity import service as identity_service
+from leerid_gateway.kit import metrics
 from leerid_gateway.kit.crypto import Hasher, b64url, random_token
 from leerid_gateway.kit.errors import PupilError, UpstreamError
 from leerid_gateway.leerid.profile import LeerIdProfile, normalise
@@ -329,6 +330,7 @@ class RelyingParty:
                 admitted = LoginResult(session_cookie=cookie, return_to=return_to, sid=row.id)
         if admitted is None:
             raise access_refused(return_to)
+        metrics.login_admitted(merged=len(outcome.merged_subs))  # committed: one login, its merges
         return admitted
 
     def end_session_url(self, end_session_endpoint: str | None, state: str | None = None) -> str | None:

@@ -12,11 +12,14 @@ from typing import Any
 
 import httpx
 
+from leerid_gateway.kit import metrics
 from leerid_gateway.kit.errors import UpstreamError
+from leerid_gateway.kit.middleware import request_id_var
 
 MAX_BODY = 512 * 1024  # far above any real discovery/JWKS/token/userinfo answer
 
 
+@metrics.timed_upstream  # latency histogram per endpoint (kind) and outcome
 async def request_json(
     client: httpx.AsyncClient,
     kind: str,
@@ -34,6 +37,8 @@ async def request_json(
     ``deadline`` bounds the whole exchange: httpx's timeout is per read, so a server dripping one
     byte at a time would otherwise hold the request open indefinitely.
     """
+    if (request_id := request_id_var.get()) is not None:  # ties ACM's logs to ours
+        kwargs["headers"] = {**(kwargs.get("headers") or {}), "X-Request-ID": request_id}
     try:
         async with asyncio.timeout(deadline), client.stream(method, url, **kwargs) as response:
             body = bytearray()

@@ -1,13 +1,19 @@
-"""Writing the privacy log (protocol art. 6). Always in the transaction of the act it records."""
+"""Writing, reading and checking the privacy log (protocol art. 6: "een logsysteem en logbeheer van
+de privacylogs"). An entry is always written in the transaction of the act it records."""
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leerid_gateway.db import journal_lock, utcnow
+from leerid_gateway.privacy.chain import GENESIS, entry_hash
 from leerid_gateway.privacy.models import PrivacyLogEntry
 
 # Actions, stable strings: the DPO's exports and queries rely on them.
@@ -15,6 +21,23 @@ LOGIN_RECEIVED = "login.received"  # attributes received from LeerID and stored
 LOGIN_REFUSED = "login.refused"  # access refused (no enrolment at a partner school)
 IDENTITY_MERGED = "identity.merged"
 SESSION_REVOKED = "session.revoked"
+IDENTITY_LOOKED_UP = "identity.looked_up"  # staff read an identity's data
+IDENTITY_EXPORTED = "identity.exported"  # GDPR art. 15 export
+IDENTITY_ERASED = "identity.erased"  # GDPR art. 17 erasure on request
+IDENTITY_PURGED = "identity.purged"  # protocol art. 3: inactive for the retention period
+QUALITY_REPORTED = "data_quality.reported"  # protocol art. 7: a report made by staff
+QUALITY_READ = "data_quality.read"
+QUALITY_EXPORTED = "data_quality.exported"  # disclosed to DOV (the source of the data)
+QUALITY_HANDLED = "data_quality.handled"
+STAFF_REFUSED = "staff.refused"  # a staff call without the role it needs
+PRIVACY_LOG_READ = "privacy_log.read"
+PRIVACY_LOG_PRUNED = "privacy_log.pruned"  # entries past their own retention period removed
+
+SYSTEM = "system"
+
+
+def staff_actor(name: str) -> str:
+    return f"staff:{name}"
 
 
 async def record(
@@ -26,17 +49,222 @@ async def record(
     sub: uuid.UUID | None = None,
     fields: Sequence[str] = (),
     request_id: str | None = None,
-) -> None:
-    """Add one entry. No names and no LeerID keys: ``sub`` is the only reference to a pupil."""
+    data: dict[str, Any] | None = None,
+) -> PrivacyLogEntry:
+    """Append one entry, chained to the last. No names and no LeerID keys: ``sub`` is the only
+    reference to a pupil.
+
+    The journal lock serialises writers until commit (PostgreSQL; SQLite has one writer), so the
+    last hash read here is the one this entry follows. Flushed at once, so that the next entry of
+    the same transaction finds it.
+    """
     await journal_lock(session)
-    session.add(
-        PrivacyLogEntry(
-            at=utcnow(),
+    prev = await session.scalar(select(PrivacyLogEntry.hash).order_by(PrivacyLogEntry.id.desc()).limit(1))
+    prev_hash = prev or GENESIS
+    at = utcnow()
+    fields = list(fields)
+    purpose = purpose[:200]
+    entry = PrivacyLogEntry(
+        at=at,
+        actor=actor,
+        action=action,
+        sub=sub,
+        fields=fields,
+        purpose=purpose,
+        request_id=request_id,
+        data=data,
+        prev_hash=prev_hash,
+        hash=entry_hash(
+            prev_hash,
+            at=at,
             actor=actor,
             action=action,
             sub=sub,
-            fields=list(fields),
+            fields=fields,
             purpose=purpose,
             request_id=request_id,
+            data=data,
+        ),
+    )
+    session.add(entry)
+    await session.flush()
+    return entry
+
+
+def _recomputed(entry: PrivacyLogEntry) -> str:
+    return entry_hash(
+        entry.prev_hash,
+        at=entry.at,
+        actor=entry.actor,
+        action=entry.action,
+        sub=entry.sub,
+        fields=entry.fields,
+        purpose=entry.purpose,
+        request_id=entry.request_id,
+        data=entry.data,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    ok: bool
+    checked: int
+    head_id: int | None
+    head_hash: str | None
+    broken_id: int | None = None
+    reason: str | None = None
+
+
+async def verify(session: AsyncSession, *, chunk: int = 1000) -> Verdict:
+    """Walk the chain from its anchor to its head; name the first entry that does not fit.
+
+    The anchor is GENESIS, or after pruning the ``anchor`` the latest ``privacy_log.pruned`` entry
+    recorded: the oldest remaining entry must continue from it, so removing old entries by hand is
+    detected too.
+    """
+    pruned = await session.scalar(
+        select(PrivacyLogEntry)
+        .where(PrivacyLogEntry.action == PRIVACY_LOG_PRUNED)
+        .order_by(PrivacyLogEntry.id.desc())
+        .limit(1)
+    )
+    anchor = str((pruned.data or {}).get("anchor", "")) if pruned is not None else GENESIS
+    expected, last_id, checked, head_hash = anchor, 0, 0, None
+    while True:
+        rows = list(
+            await session.scalars(
+                select(PrivacyLogEntry)
+                .where(PrivacyLogEntry.id > last_id)
+                .order_by(PrivacyLogEntry.id)
+                .limit(chunk)
+                .execution_options(populate_existing=True)
+            )
+        )
+        for entry in rows:
+            if entry.prev_hash != expected:
+                reason = (
+                    "does not continue from the anchor of the last pruning"
+                    if checked == 0
+                    else "does not follow the entry before it (an entry was removed or inserted)"
+                )
+                return Verdict(False, checked, last_id or None, head_hash, entry.id, reason)
+            if _recomputed(entry) != entry.hash:
+                return Verdict(False, checked, last_id or None, head_hash, entry.id, "was altered")
+            expected = head_hash = entry.hash
+            last_id = entry.id
+            checked += 1
+        if len(rows) < chunk:
+            return Verdict(True, checked, last_id or None, head_hash)
+
+
+async def prune(
+    session: AsyncSession, *, before: dt.datetime, batch_size: int, below_id: int | None = None
+) -> int:
+    """Remove up to ``batch_size`` of the oldest entries written before ``before`` (their own
+    retention period, protocol art. 6) and record the pruning with the new anchor. The newest entry
+    is never removed, so the chain always continues; ``below_id`` bounds a run to the entries that
+    existed when it started (its own pruning entries are never its prey)."""
+    await journal_lock(session)  # no entry is appended while the anchor is being taken
+    newest = await session.scalar(select(func.max(PrivacyLogEntry.id)))
+    if newest is None:
+        return 0
+    bound = newest if below_id is None else min(newest, below_id)
+    ids = list(
+        await session.scalars(
+            select(PrivacyLogEntry.id)
+            .where(PrivacyLogEntry.at < before, PrivacyLogEntry.id < bound)
+            .order_by(PrivacyLogEntry.id)
+            .limit(batch_size)
         )
     )
+    if not ids:
+        return 0
+    await session.execute(delete(PrivacyLogEntry).where(PrivacyLogEntry.id.in_(ids)))
+    oldest = (
+        await session.execute(
+            select(PrivacyLogEntry.id, PrivacyLogEntry.prev_hash).order_by(PrivacyLogEntry.id).limit(1)
+        )
+    ).one()
+    await record(
+        session,
+        actor=SYSTEM,
+        action=PRIVACY_LOG_PRUNED,
+        purpose="bewaartermijn van de privacylog verstreken (protocol art. 6)",
+        data={
+            "removed": len(ids),
+            "through_id": ids[-1],
+            "first_kept_id": oldest.id,
+            "anchor": oldest.prev_hash,
+        },
+    )
+    return len(ids)
+
+
+async def entries(
+    session: AsyncSession,
+    *,
+    start: dt.datetime | None = None,
+    end: dt.datetime | None = None,
+    sub: uuid.UUID | None = None,
+    actor: str | None = None,
+    action: str | None = None,
+    after: int = 0,
+    limit: int = 100,
+) -> list[PrivacyLogEntry]:
+    query = select(PrivacyLogEntry).where(PrivacyLogEntry.id > after)
+    if start is not None:
+        query = query.where(PrivacyLogEntry.at >= start)
+    if end is not None:
+        query = query.where(PrivacyLogEntry.at < end)
+    if sub is not None:
+        query = query.where(PrivacyLogEntry.sub == sub)
+    if actor is not None:
+        query = query.where(PrivacyLogEntry.actor == actor)
+    if action is not None:
+        query = query.where(PrivacyLogEntry.action == action)
+    return list(await session.scalars(query.order_by(PrivacyLogEntry.id).limit(limit)))
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    actor: str
+    sub: uuid.UUID
+    action: str
+    count: int
+    first_at: dt.datetime
+    last_at: dt.datetime
+
+
+async def access_report(
+    session: AsyncSession, *, start: dt.datetime, end: dt.datetime, actor: str | None = None
+) -> list[Access]:
+    """Protocol art. 9 (GDPR art. 33): who touched which pupil's data in [start, end), and how."""
+    query = (
+        select(
+            PrivacyLogEntry.actor,
+            PrivacyLogEntry.sub,
+            PrivacyLogEntry.action,
+            func.count(),
+            func.min(PrivacyLogEntry.at),
+            func.max(PrivacyLogEntry.at),
+        )
+        .where(PrivacyLogEntry.at >= start, PrivacyLogEntry.at < end, PrivacyLogEntry.sub.is_not(None))
+        .group_by(PrivacyLogEntry.actor, PrivacyLogEntry.sub, PrivacyLogEntry.action)
+        .order_by(PrivacyLogEntry.actor, PrivacyLogEntry.sub, PrivacyLogEntry.action)
+    )
+    if actor is not None:
+        query = query.where(PrivacyLogEntry.actor == actor)
+    rows = await session.execute(query)
+    return [
+        Access(a, s, act, int(n), _utc(first), _utc(last))
+        for a, s, act, n, first, last in rows
+        if s is not None
+    ]
+
+
+def _utc(value: Any) -> dt.datetime:
+    """Aggregates bypass the column type on SQLite (a string comes back); normalise to aware UTC."""
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    assert isinstance(value, dt.datetime)
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse, Response
 from leerid_gateway.clients.auth import authenticate_client
 from leerid_gateway.db import unit_of_work
 from leerid_gateway.deps import DbSession, GatewayDep
+from leerid_gateway.kit import metrics
 from leerid_gateway.kit.errors import ProblemError
 from leerid_gateway.sessions import cookies
 from leerid_gateway.sessions import service as sessions
@@ -50,6 +51,7 @@ async def token(request: Request, gateway: GatewayDep, db: DbSession) -> JSONRes
         client_id=gateway.settings.token_client_id,
     )
     body = AccessTokenResponse(access_token=issued.token, expires_in=issued.expires_in)
+    metrics.TOKENS_ISSUED.inc()
     return JSONResponse(body.model_dump(), headers=NO_STORE)
 
 
@@ -73,6 +75,7 @@ async def introspect(
     """
     await authenticate_client(request, gateway, client_id, client_secret)
     result = await gateway.introspector.introspect(gateway.keyring.current(), token)
+    metrics.introspected(result)
     return JSONResponse(result, headers=NO_STORE)
 
 
