@@ -279,7 +279,11 @@ def _install_error_handlers(app: FastAPI, settings: Settings) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        return _problem(exc.status_code, str(exc.detail), None, request)
+        response = _problem(exc.status_code, str(exc.detail), None, request)
+        # Keep what the framework said in headers, e.g. Allow on a 405 (RFC 9110 §15.5.6).
+        for name, value in (exc.headers or {}).items():
+            response.headers[name] = value
+        return response
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:

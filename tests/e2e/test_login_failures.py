@@ -207,3 +207,10 @@ async def test_introspection_requires_client_authentication(world: World) -> Non
     missing = httpx.post(f"{world.url}/introspect", data={}, auth=(client_id, secret))
     assert missing.status_code == 400
     assert missing.json()["error"] == "invalid_request"
+
+
+async def test_wrong_method_is_405_problem_json_with_allow(world: World) -> None:
+    answer = httpx.put(f"{world.url}/token")
+    assert answer.status_code == 405
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert "POST" in answer.headers["allow"]

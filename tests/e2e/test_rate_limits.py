@@ -46,3 +46,12 @@ async def test_a_correct_client_is_never_counted(make_world: WorldFactory) -> No
     for _ in range(5):
         answer = httpx.post(f"{world.url}/introspect", data={"token": "x"}, auth=(client_id, secret))
         assert answer.status_code == 200
+
+
+async def test_staff_api_is_rate_limited(make_world: WorldFactory) -> None:
+    world: World = await make_world(rate_limit_admin=2)
+    for _ in range(2):
+        assert httpx.get(f"{world.url}/admin/privacy-log").status_code == 401
+    limited = httpx.get(f"{world.url}/admin/privacy-log")
+    assert limited.status_code == 429
+    assert limited.headers["content-type"] == "application/problem+json"

@@ -16,7 +16,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from leerid_gateway.admin import service
 from leerid_gateway.admin.models import ACCESS_CONTROL, AUDITOR, StaffMember
 from leerid_gateway.db import unit_of_work
-from leerid_gateway.deps import GatewayDep, RequestId
+from leerid_gateway.deps import GatewayDep, RequestId, client_address
 from leerid_gateway.kit.crypto import Hasher
 from leerid_gateway.kit.errors import ProblemError
 from leerid_gateway.privacy import service as privacy
@@ -35,13 +35,17 @@ def _unauthorized(detail: str, error: str | None = None) -> ProblemError:
 
 
 async def require_staff(
-    gateway: GatewayDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    request: Request,
+    gateway: GatewayDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> StaffMember:
     """Every /admin route depends on this (mounted on the router: authenticated by default).
 
     The lookup is its own short transaction, finished before the route opens its own: SQLite
-    allows one writer, and a request must never hold two transactions.
+    allows one writer, and a request must never hold two transactions. Every staff request counts
+    toward a per-address rate limit shared by all replicas (issue 6), guessed keys included.
     """
+    await gateway.limiter.hit("admin", client_address(request), gateway.settings.rate_limit_admin)
     if credentials is None:
         raise _unauthorized("A staff API key is required (Authorization: Bearer lgk_…).")
     hasher = Hasher(gateway.settings.secret_key.get_secret_value(), service.HASH_PURPOSE)
