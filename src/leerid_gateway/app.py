@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from leerid_gateway import ops
 from leerid_gateway.admin import router as admin_router
@@ -25,6 +26,7 @@ from leerid_gateway.kit.access_log import AccessLogMiddleware
 from leerid_gateway.kit.crypto import Hasher, Sealer
 from leerid_gateway.kit.errors import OAuthError, ProblemError, PupilError, UpstreamError
 from leerid_gateway.kit.middleware import RequestContextMiddleware
+from leerid_gateway.kit.openapi import customise as customise_openapi
 from leerid_gateway.kit.ratelimit import RateLimited, RateLimiter
 from leerid_gateway.oidc import router as oidc_router
 from leerid_gateway.oidc.provider import Provider
@@ -48,6 +50,8 @@ log = logging.getLogger("leerid_gateway")
 
 # Paths a pupil's browser opens directly: errors there are Dutch pages, not JSON.
 PUPIL_PATHS = ("/login", "/callback")
+# OAuth endpoints answer every error in RFC 6749 §5.2 form.
+OAUTH_PATHS = ("/introspect", "/revoke")
 VERSION = "0.1.0"
 
 
@@ -76,6 +80,7 @@ def build_gateway(settings: Settings) -> Gateway:
     secret = settings.secret_key.get_secret_value()
     token_policy = TokenPolicy(settings.issuer, settings.token_audience, settings.access_token_ttl)
     live = LiveState(factory, settings.database_url, max_entries=settings.introspection_cache_size)
+    limiter = RateLimiter(factory)
     return Gateway(
         settings=settings,
         engine=engine,
@@ -83,7 +88,7 @@ def build_gateway(settings: Settings) -> Gateway:
         http=http,
         provider=provider,
         upstream=upstream,
-        relying_party=RelyingParty(settings, provider, upstream, factory),
+        relying_party=RelyingParty(settings, provider, upstream, factory, limiter),
         keyring=KeyRing(
             factory,
             Sealer(secret, "signing-keys"),
@@ -94,7 +99,7 @@ def build_gateway(settings: Settings) -> Gateway:
         token_policy=token_policy,
         client_hasher=Hasher(secret, "client-secret"),
         live=live,
-        limiter=RateLimiter(factory),
+        limiter=limiter,
         introspector=Introspector(
             live,
             token_policy,
@@ -150,6 +155,7 @@ def create_app(settings: Settings, *, span_exporter: SpanExporter | None = None)
     app.include_router(ops.router)
     app.include_router(admin_router.router)
     _install_error_handlers(app, settings)
+    customise_openapi(app)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.effective_cors_origins,
@@ -202,6 +208,31 @@ def _problem(status: int, title: str, detail: str | None, request: Request, **ex
     return JSONResponse(
         body, status_code=status, media_type="application/problem+json", headers={"Cache-Control": "no-store"}
     )
+
+
+def _bad_request(status: int) -> PupilError:
+    return PupilError(
+        "bad_request",
+        status=status,
+        title="Deze link is niet geldig",
+        message="De aanvraag was onvolledig of ongeldig. Ga terug naar eTeacher en probeer opnieuw.",
+    )
+
+
+def _allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """Ask the router itself which methods fully match this path (nested routers included)."""
+    methods = []
+    for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"):
+        scope: dict[str, Any] = {
+            "type": "http",
+            "path": path,
+            "method": method,
+            "root_path": "",
+            "headers": [],
+        }
+        if any(route.matches(scope)[0] is Match.FULL for route in app.router.routes):
+            methods.append(method)
+    return methods
 
 
 def _install_error_handlers(app: FastAPI, settings: Settings) -> None:
@@ -260,17 +291,8 @@ def _install_error_handlers(app: FastAPI, settings: Settings) -> None:
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
         if request.url.path.startswith(PUPIL_PATHS):
-            return _pupil_page(
-                request,
-                PupilError(
-                    "bad_request",
-                    title="Deze link is niet geldig",
-                    message="De aanvraag was onvolledig of ongeldig. "
-                    "Ga terug naar eTeacher en probeer opnieuw.",
-                ),
-                settings,
-            )
-        if request.url.path == "/introspect":
+            return _pupil_page(request, _bad_request(400), settings)
+        if request.url.path in OAUTH_PATHS:
             return await oauth_error(request, OAuthError("invalid_request", "missing or invalid parameters"))
         errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", "")} for e in exc.errors()]
         return _problem(
@@ -279,8 +301,21 @@ def _install_error_handlers(app: FastAPI, settings: Settings) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        response = _problem(exc.status_code, str(exc.detail), None, request)
-        # Keep what the framework said in headers, e.g. Allow on a 405 (RFC 9110 §15.5.6).
+        """Framework errors (unparseable or oversized bodies, 404, 405) in the path's own error shape."""
+        path, status = request.url.path, exc.status_code
+        response: Response
+        if status == 405:
+            response = _problem(status, str(exc.detail), None, request)
+            # RFC 9110 §15.5.6: Allow lists every method of every route on this path.
+            response.headers["Allow"] = ", ".join(_allowed_methods(app, path))
+            return response
+        if 400 <= status < 500 and path.startswith(PUPIL_PATHS):
+            return _pupil_page(request, _bad_request(status), settings)
+        if 400 <= status < 500 and path in OAUTH_PATHS:
+            return await oauth_error(
+                request, OAuthError("invalid_request", "the request could not be parsed")
+            )
+        response = _problem(status, str(exc.detail), None, request)
         for name, value in (exc.headers or {}).items():
             response.headers[name] = value
         return response

@@ -12,13 +12,16 @@ from leerid_gateway.gateway import Gateway
 from leerid_gateway.settings import Settings
 
 
-def get_gateway(request: Request) -> Gateway:
+# These are `async def` although they do no I/O: FastAPI runs a plain `def` dependency in a worker
+# thread, which costs more than the whole of a cached /introspect (docs/performance.md).
+async def get_gateway(request: Request) -> Gateway:
     gateway: Gateway = request.app.state.gateway
     return gateway
 
 
-def get_settings(request: Request) -> Settings:
-    return get_gateway(request).settings
+async def get_settings(request: Request) -> Settings:
+    gateway: Gateway = request.app.state.gateway
+    return gateway.settings
 
 
 async def get_db(request: Request) -> AsyncIterator[AsyncSession]:
@@ -27,11 +30,12 @@ async def get_db(request: Request) -> AsyncIterator[AsyncSession]:
     Used with ``scope="function"``: the commit happens *before* the response is sent, so a failed
     commit becomes an error response instead of a lost write behind a 200.
     """
-    async with get_gateway(request).session_factory() as db, db.begin():
+    gateway: Gateway = request.app.state.gateway
+    async with gateway.session_factory() as db, db.begin():
         yield db
 
 
-def get_request_id(request: Request) -> str | None:
+async def get_request_id(request: Request) -> str | None:
     value = request.scope.get("state", {}).get("request_id")
     return value if isinstance(value, str) else None
 

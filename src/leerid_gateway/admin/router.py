@@ -68,7 +68,7 @@ async def search_identity(
 
 
 @router.get(
-    "/identities/{sub}", response_model=schemas.IdentityView, responses={404: {"model": schemas.Problem}}
+    "/identities/{sub:uuid}", response_model=schemas.IdentityView, responses={404: {"model": schemas.Problem}}
 )
 async def get_identity(
     sub: SubPath, purpose: PurposeQuery, staff: AccessControl, db: DbSession, request_id: RequestId
@@ -82,7 +82,7 @@ async def get_identity(
 
 
 @router.get(
-    "/identities/{sub}/export",
+    "/identities/{sub:uuid}/export",
     response_model=schemas.IdentityExport,
     responses={404: {"model": schemas.Problem}},
 )
@@ -98,7 +98,7 @@ async def export_identity(
 
 
 @router.delete(
-    "/identities/{sub}",
+    "/identities/{sub:uuid}",
     response_model=schemas.Erasure,
     responses={404: {"model": schemas.Problem}, 409: {"model": schemas.Problem}},
 )

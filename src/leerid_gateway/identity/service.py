@@ -93,10 +93,12 @@ async def lock_keys(session: AsyncSession, keys: Iterable[str]) -> None:
 async def find_identities(session: AsyncSession, profile: LeerIdProfile) -> list[Identity]:
     """Every identity this login's keys point at: by leer_id_uuid and by any account alias."""
     accounts = profile.all_account_uuids
-    by_alias = select(AccountAlias.identity_id).where(AccountAlias.account_uuid.in_(accounts))
-    condition: ColumnElement[bool] = Identity.id.in_(by_alias)
+    ids = select(AccountAlias.identity_id).where(AccountAlias.account_uuid.in_(accounts))
     if profile.leer_id_uuid is not None:
-        condition = condition | (Identity.leer_id_uuid == profile.leer_id_uuid)
+        # A UNION of two index lookups, not `id IN (…) OR leer_id_uuid = …`: PostgreSQL cannot use an
+        # index for that OR and walks the whole table (docs/performance.md, "reconciliation at scale").
+        ids = ids.union(select(Identity.id).where(Identity.leer_id_uuid == profile.leer_id_uuid))  # type: ignore[assignment]
+    condition: ColumnElement[bool] = Identity.id.in_(ids)
     # populate_existing: rows read after taking the locks must win over anything this session
     # loaded earlier in the transaction (READ COMMITTED sees other logins' commits).
     result = await session.scalars(

@@ -51,7 +51,10 @@ class RequestContextMiddleware:
                 headers.setdefault("Referrer-Policy", "no-referrer")
                 headers.setdefault("X-Frame-Options", "DENY")
                 headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
-                if not path.startswith(("/docs", "/redoc")):
+                if path.startswith(("/docs", "/redoc")):
+                    # Swagger UI loads its scripts from a CDN; it still may not be framed.
+                    headers.setdefault("Content-Security-Policy", "frame-ancestors 'none'")
+                else:
                     content_type = headers.get("content-type", "")
                     csp = self.page_csp if content_type.startswith("text/html") else API_CSP
                     headers.setdefault("Content-Security-Policy", csp)

@@ -60,28 +60,37 @@ class RateLimiter:
             del self._blocked[key]
 
     async def hit(self, bucket: str, subject: str, limit: int) -> None:
-        """Count one request; raise RateLimited when the window's count exceeds ``limit``."""
+        """Count one request in its own short transaction; raise RateLimited over ``limit``."""
         if not self.enabled or limit <= 0:
             return
-        key = f"{bucket}:{subject}"[:200]
         self.check_blocked(bucket, subject)
+        async with unit_of_work(self._factory) as db:
+            await self.count(db, bucket, subject, limit)
+
+    async def count(self, db: AsyncSession, bucket: str, subject: str, limit: int) -> None:
+        """Count one request inside the caller's transaction (saves a round trip on /login and
+        /callback). Over the limit the caller's transaction is rolled back by the exception, the
+        increment with it: the counter rests at the limit and every further request is refused
+        until the window ends, from this replica's memory without asking the database."""
+        if not self.enabled or limit <= 0:
+            return
+        self.check_blocked(bucket, subject)
+        key = f"{bucket}:{subject}"[:200]
         now = time.time()
         window = int(now // WINDOW)
-        async with unit_of_work(self._factory) as db:
-            dialect = db.get_bind().dialect.name
-            insert = pg_insert if dialect == "postgresql" else sqlite_insert
-            statement = (
-                insert(RateCounter)
-                .values(key=key, window=window, count=1)
-                .on_conflict_do_update(
-                    index_elements=[RateCounter.key, RateCounter.window],
-                    set_={"count": RateCounter.count + literal(1)},
-                )
-                .returning(RateCounter.count)
+        insert = pg_insert if db.get_bind().dialect.name == "postgresql" else sqlite_insert
+        statement = (
+            insert(RateCounter)
+            .values(key=key, window=window, count=1)
+            .on_conflict_do_update(
+                index_elements=[RateCounter.key, RateCounter.window],
+                set_={"count": RateCounter.count + literal(1)},
             )
-            count = int((await db.execute(statement)).scalar_one())
-            if random.random() < 0.01:  # noqa: S311 — housekeeping, not security
-                await db.execute(delete(RateCounter).where(RateCounter.window < window - 5))
+            .returning(RateCounter.count)
+        )
+        count = int((await db.execute(statement)).scalar_one())
+        if random.random() < 0.01:  # noqa: S311 — housekeeping, not security
+            await db.execute(delete(RateCounter).where(RateCounter.window < window - 5))
         if count > limit:
             until = (window + 1) * WINDOW
             self._blocked[key] = until

@@ -8,9 +8,11 @@ the meaning of the path, other schemes — is refused outright, never "repaired"
 
 from __future__ import annotations
 
+import re
 from urllib.parse import SplitResult, urlsplit
 
 MAX_LENGTH = 2048
+_ENCODED_CONTROL = re.compile(r"%(?:[01][0-9a-fA-F]|7[fF])")
 
 
 def _parse(url: str) -> SplitResult | None:
@@ -20,12 +22,16 @@ def _parse(url: str) -> SplitResult | None:
         return None
     if not url.isascii():
         return None
+    # Encoded control characters (CR/LF/NUL…) anywhere: nothing legitimate needs them, and they
+    # would reach eTeacher's page decoded.
+    if _ENCODED_CONTROL.search(url):
+        return None
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError:
         return None
-    if parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
+    if parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc or port == 0:
         return None
     lowered = parts.path.lower()
     if "%2f" in lowered or "%5c" in lowered or "%2e" in lowered or "%25" in lowered:
@@ -37,7 +43,9 @@ def _parse(url: str) -> SplitResult | None:
 
 
 def _port(parts: SplitResult) -> int:
-    return parts.port or (443 if parts.scheme == "https" else 80)
+    if parts.port is not None:
+        return parts.port
+    return 443 if parts.scheme == "https" else 80
 
 
 def is_allowed(url: str, prefixes: list[str]) -> bool:

@@ -29,8 +29,7 @@ async def login(
     request: Request, gateway: GatewayDep, return_to: Annotated[str, Query(max_length=MAX_LENGTH)]
 ) -> RedirectResponse:
     """Start a login: 303 to ACM with PKCE, state and nonce bound to this browser."""
-    await gateway.limiter.hit("login", client_address(request), gateway.settings.rate_limit_login)
-    start = await gateway.relying_party.start(return_to)
+    start = await gateway.relying_party.start(return_to, client=client_address(request))
     response = RedirectResponse(start.authorization_url, status_code=303)
     cookies.set_login_binding(response, gateway.settings, start.browser_binding)
     response.headers["Cache-Control"] = "no-store"
@@ -40,9 +39,10 @@ async def login(
 async def _finish(
     request: Request, gateway: GatewayDep, params: dict[str, str], request_id: str | None
 ) -> Response:
-    await gateway.limiter.hit("callback", client_address(request), gateway.settings.rate_limit_login)
     binding = request.cookies.get(cookies.login_cookie_name(gateway.settings))
-    result = await gateway.relying_party.finish(params, binding, request_id=request_id)
+    result = await gateway.relying_party.finish(
+        params, binding, request_id=request_id, client=client_address(request)
+    )
     response = RedirectResponse(result.return_to, status_code=303)
     cookies.clear_login_binding(response, gateway.settings)
     cookies.set_session(response, gateway.settings, result.session_cookie)

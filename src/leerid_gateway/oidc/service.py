@@ -26,6 +26,7 @@ from leerid_gateway.identity import service as identity_service
 from leerid_gateway.kit import metrics
 from leerid_gateway.kit.crypto import Hasher, b64url, random_token
 from leerid_gateway.kit.errors import PupilError, UpstreamError
+from leerid_gateway.kit.ratelimit import RateLimiter
 from leerid_gateway.leerid.profile import LeerIdProfile, normalise
 from leerid_gateway.oidc.client_auth import ClientAuthenticator
 from leerid_gateway.oidc.id_token import IdTokenClaims, validate_id_token
@@ -101,10 +102,12 @@ class RelyingParty:
         provider: Provider,
         upstream: Upstream,
         session_factory: async_sessionmaker[AsyncSession],
+        limiter: RateLimiter,
     ) -> None:
         self.settings = settings
         self.provider = provider
         self._upstream = upstream
+        self._limiter = limiter
         self._factory = session_factory
         self._auth = ClientAuthenticator(settings)
         secret = settings.secret_key.get_secret_value()
@@ -117,15 +120,16 @@ class RelyingParty:
         )
 
     # --- §3.1.2.1 authentication request ---------------------------------------------------------
-    async def start(self, return_to: str) -> LoginStart:
+    async def start(self, return_to: str, *, client: str = "unknown") -> LoginStart:
         if not is_allowed(return_to, self.settings.allowed_return_urls):
             raise bad_return_to()
         metadata = await self.provider.metadata()
         state, nonce, verifier, binding = (random_token(32) for _ in range(4))
         now = utcnow()
         async with unit_of_work(self._factory) as db:
-            # Expired logins are swept here, cheaply and by index, so the table stays small.
-            await db.execute(delete(LoginTransaction).where(LoginTransaction.expires_at < now))
+            # Counted in this transaction: one round trip less per login. (Expired login
+            # transactions are removed by the retention purge.)
+            await self._limiter.count(db, "login", client, self.settings.rate_limit_login)
             db.add(
                 LoginTransaction(
                     state_hash=self._state_hasher.digest(state),
@@ -157,7 +161,12 @@ class RelyingParty:
 
     # --- §3.1.2.5 to §3.1.3.7 authentication response, token request, id_token ---------------------
     async def finish(
-        self, params: Mapping[str, str], browser_binding: str | None, *, request_id: str | None
+        self,
+        params: Mapping[str, str],
+        browser_binding: str | None,
+        *,
+        request_id: str | None,
+        client: str = "unknown",
     ) -> LoginResult:
         state = params.get("state")
         if not state or not browser_binding or len(state) > 200 or len(browser_binding) > 200:
@@ -165,6 +174,7 @@ class RelyingParty:
         # Redeem the login exactly once: the row is deleted by the same statement that reads it,
         # and only for the browser that started it (RFC 6819 §4.4.1.8 CSRF, RFC 9700 §2.1).
         async with unit_of_work(self._factory) as db:
+            await self._limiter.count(db, "callback", client, self.settings.rate_limit_login)
             row = (
                 await db.execute(
                     delete(LoginTransaction)
@@ -273,9 +283,10 @@ class RelyingParty:
         )
         if status != 200:
             raise UpstreamError("datastore", f"HTTP {status}")
-        # OIDC Core §5.3.2: the userinfo sub MUST match the id_token's (token substitution).
-        if "sub" in body and body["sub"] != sub:
-            raise UpstreamError("datastore", "sub differs from the id_token's")
+        # OIDC Core §5.3.2: the userinfo sub MUST always be returned and MUST match the id_token's
+        # (token substitution). A separate datastore API need not carry it; if it does, it must match.
+        if ("sub" in body or self.settings.datastore_url is None) and body.get("sub") != sub:
+            raise UpstreamError("datastore", "sub missing or different from the id_token's")
         return normalise(body, self.settings.attribute_mapping)
 
     async def _admit(self, profile: LeerIdProfile, return_to: str, request_id: str | None) -> LoginResult:

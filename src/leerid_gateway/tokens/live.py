@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
+import time
 from dataclasses import dataclass
 
 from sqlalchemy import exists, select
@@ -30,6 +32,7 @@ from leerid_gateway.tokens.models import RevokedToken
 
 log = logging.getLogger(__name__)
 
+MAX_REVOKED = 100_000
 SESSION_CHANNEL = "leerid_sessions"
 TOKEN_CHANNEL = "leerid_tokens"  # noqa: S105 (a channel name)
 CLIENT_CHANNEL = "leerid_clients"
@@ -61,7 +64,10 @@ class LiveState:
             else None
         )
         self._sessions: LRU[str, SessionState] = LRU(max_entries)
-        self._revoked: LRU[str, bool] = LRU(max_entries)
+        # While listening: every revoked, unexpired jti (revocations are rare; bounded by
+        # MAX_REVOKED, beyond which the database is asked instead). None: not known.
+        self._revoked: dict[str, float] | None = None
+        self._pending: list[str] | None = None
         self._clients: LRU[str, ClientState] = LRU(1000)
         self._generation = 0
         self._listening = False
@@ -88,14 +94,19 @@ class LiveState:
         if channel == SESSION_CHANNEL:
             self._sessions.pop(payload)
         elif channel == TOKEN_CHANNEL:
-            self._revoked.pop(payload)
+            if self._pending is not None:
+                self._pending.append(payload)  # arrived while the set was being loaded
+            if self._revoked is not None:
+                self._revoked[payload] = time.time() + 3600  # at most the longest token lifetime
+                if len(self._revoked) > MAX_REVOKED:
+                    self._revoked = None
         elif channel == CLIENT_CHANNEL:
             self._clients.pop(payload)
 
     def _set_listening(self, value: bool) -> None:
         self._generation += 1
         self._sessions.clear()
-        self._revoked.clear()
+        self._revoked = None
         self._clients.clear()
         self._listening = value
         self.listening_changed.set()
@@ -115,6 +126,15 @@ class LiveState:
                 for channel in (SESSION_CHANNEL, TOKEN_CHANNEL, CLIENT_CHANNEL):
                     await conn.add_listener(channel, self._on_notify)
                 self._set_listening(True)
+                # After LISTEN, so no revocation can fall between the load and the notifications;
+                # those that arrive during the load are kept in _pending and merged.
+                self._pending = []
+                loaded = await self._load_revoked()
+                if loaded is not None:
+                    for jti in self._pending:
+                        loaded[jti] = time.time() + 3600
+                self._pending = None
+                self._revoked = loaded
                 backoff = 0.5
                 while not lost.is_set():
                     # A cheap liveness probe: a half-open TCP connection must not keep us trusting
@@ -137,13 +157,27 @@ class LiveState:
             backoff = min(backoff * 2, 10)
 
     # --- reads ------------------------------------------------------------------------------------
+    async def _load_revoked(self) -> dict[str, float] | None:
+        now = time.time()
+        async with self._factory() as db:
+            rows = (
+                await db.execute(
+                    select(RevokedToken.jti, RevokedToken.expires_at)
+                    .where(RevokedToken.expires_at > dt.datetime.now(dt.UTC))
+                    .limit(MAX_REVOKED + 1)
+                )
+            ).all()
+        if len(rows) > MAX_REVOKED:
+            return None
+        return {jti: max(expires.timestamp(), now) for jti, expires in rows}
+
     async def token_state(self, sid: str, jti: str) -> tuple[SessionState | None, bool]:
         """The token's session (None if gone) and whether its jti was revoked (RFC 7009)."""
         if self._listening:
             cached_session = self._sessions.get(sid)
-            cached_revoked = self._revoked.get(jti)
-            if cached_session is not None and cached_revoked is not None:
-                return cached_session, cached_revoked
+            revoked = self._revoked
+            if cached_session is not None and revoked is not None:
+                return cached_session, jti in revoked
         generation = self._generation
         async with self._factory() as db:
             row = (
@@ -160,13 +194,11 @@ class LiveState:
                 )
             ).first()
             if row is None:
-                revoked = bool(await db.scalar(select(exists().where(RevokedToken.jti == jti))))
-                return None, revoked
+                return None, bool(await db.scalar(select(exists().where(RevokedToken.jti == jti))))
         sub, revoked_at, absolute, last_seen, jti_revoked = row
         state = SessionState(str(sub), revoked_at is not None, absolute.timestamp(), last_seen.timestamp())
         if self._listening and generation == self._generation:
             self._sessions.put(sid, state)
-            self._revoked.put(jti, bool(jti_revoked))
         return state, bool(jti_revoked)
 
     async def client(self, client_id: str) -> ClientState | None:

@@ -1,0 +1,209 @@
+"""Issue 5, the HTTP figures, in one run against one real `leerid-gateway serve` (1 worker):
+
+/healthz (the bare endpoint), /introspect valid / random garbage / forged signature, /token,
+full logins per second and the gateway's CPU ms per login. Each /introspect and /token figure is
+reported as a ratio to /healthz measured in the same run.
+
+    .venv/bin/python -m bench.http_bench            # from the repository root, ~3 minutes
+    .venv/bin/python -m bench.http_bench --profile  # + py-spy profiles of the hot paths
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import html
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.stand import RETURN_TO, Stand, cpu_seconds, machine, rss_mib
+from bench.wrkrun import RESULTS, basic, hot_frames, profiled, wrk
+
+_FORM_ACTION = 'action="'
+
+
+async def _login(http: httpx.AsyncClient, stand: Stand, pupil: str) -> float:
+    """One full login; returns its wall time in seconds."""
+    from bench.stand import _FORM, _HIDDEN
+
+    t0 = time.perf_counter()
+    http.cookies.clear()
+    start = await http.get(f"{stand.url}/login", params={"return_to": RETURN_TO})
+    assert start.status_code == 303, start.text[:200]
+    authorize = start.headers["location"]
+    page = await http.get(authorize)
+    match = _FORM.search(page.text)
+    assert match is not None
+    fields = {html.unescape(k): html.unescape(v) for k, v in _HIDDEN.findall(match.group(2))}
+    action = str(httpx.URL(authorize).join(html.unescape(match.group(1))))
+    answer = await http.post(action, data={**fields, "pupil": pupil})
+    assert answer.status_code == 303, answer.text[:200]
+    done = await http.get(answer.headers["location"])
+    assert done.status_code == 303 and "leerid_session" in done.headers.get("set-cookie", ""), done.text[:200]
+    return time.perf_counter() - t0
+
+
+async def logins(stand: Stand, count: int, concurrency: int) -> dict[str, Any]:
+    pupils = ["lotte", "noah-temp", "noah"]
+    queue = list(range(count))
+    times: list[float] = []
+
+    async def browser() -> None:
+        async with httpx.AsyncClient(follow_redirects=False, timeout=30) as http:
+            while queue:
+                i = queue.pop()
+                times.append(await _login(http, stand, pupils[i % len(pupils)]))
+
+    cpu0, t0 = cpu_seconds(stand.gateway_pid), time.perf_counter()
+    await asyncio.gather(*(browser() for _ in range(concurrency)))
+    cpu1, t1 = cpu_seconds(stand.gateway_pid), time.perf_counter()
+    times.sort()
+    return {
+        "logins": count,
+        "concurrency": concurrency,
+        "per_second": count / (t1 - t0),
+        "gateway_cpu_ms_per_login": 1000 * (cpu1 - cpu0) / count,
+        "latency_ms_p50": 1000 * statistics.median(times),
+        "latency_ms_p99": 1000 * times[int(0.99 * (len(times) - 1))],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--duration", type=int, default=15)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--logins", type=int, default=300)
+    parser.add_argument("--profile", action="store_true", help="py-spy the hot paths afterwards")
+    parser.add_argument(
+        "--whatif",
+        choices=["async-deps", "log-warning", "async-deps+log-warning"],
+        help="bench-only experiments: async request dependencies (bench/whatif_async_deps.py), "
+        "LEERID_LOG_LEVEL=warning (no per-request access log line)",
+    )
+    args = parser.parse_args()
+    d, c = args.duration, args.connections
+
+    results: dict[str, Any] = {"machine": machine(), "duration_s": d, "connections": c, "whatif": args.whatif}
+    serve = [sys.executable, "-m", "bench.whatif_async_deps"] if "async-deps" in (args.whatif or "") else None
+    extra_env = {"LEERID_LOG_LEVEL": "warning"} if "log-warning" in (args.whatif or "") else {}
+    with Stand(serve=serve, **extra_env) as stand:
+        cookie = stand.login("lotte")
+        token = stand.token(cookie)
+        assert stand.introspect(token)["active"] is True
+        env = {
+            "BENCH_BASIC": basic(stand.client_id, stand.client_secret),
+            "BENCH_TOKEN": token,
+            "BENCH_COOKIE": cookie,
+        }
+        results["rss_mib_start"] = rss_mib(stand.gateway_pid)
+        wrk(stand.url, "healthz.lua", duration=3, connections=c, env=env, pid=stand.gateway_pid)  # warm-up
+
+        runs: dict[str, dict[str, Any]] = {}
+        runs["healthz"] = wrk(
+            stand.url, "healthz.lua", duration=d, connections=c, env=env, pid=stand.gateway_pid
+        )
+        runs["introspect_valid"] = wrk(
+            stand.url, "introspect_valid.lua", duration=d, connections=c, env=env, pid=stand.gateway_pid
+        )
+        runs["introspect_garbage_random"] = wrk(
+            stand.url,
+            "introspect_garbage.lua",
+            duration=d,
+            connections=c,
+            env={**env, "BENCH_GARBAGE": "random"},
+            pid=stand.gateway_pid,
+        )
+        runs["introspect_garbage_forged"] = wrk(
+            stand.url,
+            "introspect_garbage.lua",
+            duration=d,
+            connections=c,
+            env={**env, "BENCH_GARBAGE": "forged"},
+            pid=stand.gateway_pid,
+        )
+        runs["token"] = wrk(stand.url, "token.lua", duration=d, connections=c, env=env, pid=stand.gateway_pid)
+        runs["healthz_again"] = wrk(
+            stand.url, "healthz.lua", duration=d, connections=c, env=env, pid=stand.gateway_pid
+        )
+        assert stand.introspect(token)["active"] is True  # the valid token stayed valid throughout
+        # The bare endpoint at the start and at the end of the run; the ratio uses their mean.
+        bare = (runs["healthz"]["rps"] + runs["healthz_again"]["rps"]) / 2
+        results["healthz_mean_rps"] = bare
+        for run in runs.values():
+            run["ratio_to_healthz"] = run["rps"] / bare
+        results["wrk"] = runs
+
+        results["logins_sequential"] = asyncio.run(logins(stand, args.logins, 1))
+        results["logins_concurrent"] = asyncio.run(logins(stand, args.logins, 8))
+        results["rss_mib_end"] = rss_mib(stand.gateway_pid)
+
+        if args.profile:
+            profiles: dict[str, Any] = {}
+            for name, script, extra in [
+                ("healthz", "healthz.lua", {}),
+                ("introspect_valid", "introspect_valid.lua", {}),
+                ("introspect_garbage_forged", "introspect_garbage.lua", {"BENCH_GARBAGE": "forged"}),
+                ("token", "token.lua", {}),
+            ]:
+                spy = profiled(stand.gateway_pid, d, f"profile-{name}")
+                time.sleep(1)
+                wrk(stand.url, script, duration=d - 2, connections=c, env={**env, **extra})
+                spy.wait()
+                profiles[name] = hot_frames(f"profile-{name}", top=40)
+            spy = profiled(stand.gateway_pid, 20, "profile-login")
+            asyncio.run(logins(stand, 200, 8))
+            spy.wait()
+            profiles["login"] = hot_frames("profile-login", top=60)
+            results["profiles"] = profiles
+
+    RESULTS.mkdir(exist_ok=True)
+    tag = f"-{args.whatif}" if args.whatif else ""
+    out = RESULTS / f"http-{time.strftime('%Y%m%d-%H%M%S')}{tag}.json"
+    out.write_text(json.dumps(results, indent=2))
+    report(results)
+    print(f"\nfull results: {out.relative_to(Path.cwd()) if out.is_relative_to(Path.cwd()) else out}")
+
+
+def report(results: dict[str, Any]) -> None:
+    m = results["machine"]
+    print(f"{m['date']}  nproc={m['nproc']}  {m['cpu']}  Python {m['python']}  PostgreSQL {m['postgres']}")
+    print(f"commit {m['commit']} + {m['uncommitted_src_files']} uncommitted files in src/ and migrations/")
+    print(
+        f"wrk -t1 -c{results['connections']} -d{results['duration_s']}s; gateway: 1 worker; "
+        f"what-if: {results.get('whatif') or 'none (the code as it is)'}\n"
+    )
+    print(f"ratios are to the mean of the two /healthz runs: {results['healthz_mean_rps']:.0f} req/s")
+    print(
+        "| run | req/s | ratio to /healthz | p50 ms | p99 ms | non-2xx | socket errors "
+        "| gateway CPU (cores) | machine busy (of 2 cores) |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name, r in results["wrk"].items():
+        errors = r["err_connect"] + r["err_read"] + r["err_write"] + r["err_timeout"]
+        print(
+            f"| {name} | {r['rps']:.0f} | {r['ratio_to_healthz']:.2f} | {r['lat_p50_us'] / 1000:.2f} "
+            f"| {r['lat_p99_us'] / 1000:.2f} | {r['err_status']} | {errors} "
+            f"| {r.get('gateway_cores', '')} | {r.get('machine_busy_cores', '')} |"
+        )
+    for key in ("logins_sequential", "logins_concurrent"):
+        r = results[key]
+        print(
+            f"\n{key}: {r['logins']} logins, concurrency {r['concurrency']}: {r['per_second']:.1f}/s, "
+            f"gateway CPU {r['gateway_cpu_ms_per_login']:.2f} ms/login, "
+            f"p50 {r['latency_ms_p50']:.1f} ms, p99 {r['latency_ms_p99']:.1f} ms"
+        )
+    print(f"\nRSS start {results['rss_mib_start']:.1f} MiB, end {results['rss_mib_end']:.1f} MiB")
+    for name, rows in results.get("profiles", {}).items():
+        print(f"\nprofile {name} (inclusive %, self %):")
+        for frame, inc, own in rows[:25]:
+            print(f"  {inc:5.1f} {own:5.1f}  {frame}")
+
+
+if __name__ == "__main__":
+    main()
