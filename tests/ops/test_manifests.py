@@ -74,7 +74,7 @@ def test_deployment_runs_three_probed_replicas_with_a_disruption_budget() -> Non
     assert gateway["args"][0] == "serve" and "--proxy-headers" in gateway["args"]
     assert gateway["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert gateway["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    assert gateway["resources"]["requests"] == {"cpu": "100m", "memory": "192Mi"}
+    assert gateway["resources"]["requests"] == {"cpu": "250m", "memory": "192Mi"}
     assert gateway["securityContext"]["allowPrivilegeEscalation"] is False
     pod = deployment["spec"]["template"]
     assert pod["spec"]["securityContext"]["runAsNonRoot"] is True

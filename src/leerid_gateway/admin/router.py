@@ -14,10 +14,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from leerid_gateway.admin import quality, schemas, service
 from leerid_gateway.admin.auth import AccessControl, Auditor, require_staff
 from leerid_gateway.deps import DbSession, RequestId
+from leerid_gateway.identity.models import Identity
 from leerid_gateway.kit.errors import ProblemError
 from leerid_gateway.privacy import service as privacy
 
@@ -48,6 +50,13 @@ def _not_found(what: str) -> ProblemError:
     return ProblemError(404, "Not found", f"No such {what}.")
 
 
+async def _pupil(db: AsyncSession, sub: uuid.UUID) -> Identity:
+    identity = await service.by_sub(db, sub)
+    if identity is None:
+        raise _not_found("pupil")
+    return identity
+
+
 # --- identities (access-control) -----------------------------------------------------------------
 
 
@@ -74,9 +83,7 @@ async def get_identity(
     sub: SubPath, purpose: PurposeQuery, staff: AccessControl, db: DbSession, request_id: RequestId
 ) -> JSONResponse:
     """One pupil's data by sub."""
-    identity = await service.by_sub(db, sub)
-    if identity is None:
-        raise _not_found("pupil")
+    identity = await _pupil(db, sub)
     actor = privacy.staff_actor(staff.name)
     return _json(await service.look_up(db, identity, actor=actor, purpose=purpose, request_id=request_id))
 
@@ -90,9 +97,7 @@ async def export_identity(
     sub: SubPath, purpose: PurposeQuery, staff: AccessControl, db: DbSession, request_id: RequestId
 ) -> JSONResponse:
     """GDPR art. 15: everything held about one pupil, as JSON."""
-    identity = await service.by_sub(db, sub)
-    if identity is None:
-        raise _not_found("pupil")
+    identity = await _pupil(db, sub)
     actor = privacy.staff_actor(staff.name)
     return _json(await service.export(db, identity, actor=actor, purpose=purpose, request_id=request_id))
 
