@@ -108,3 +108,46 @@ async def test_provider_down_during_callback_gives_the_retry_page(world: World) 
     world.servers[1].stop()  # the stand-in provider goes away
     try_again_page(world.browser.follow(hop))
     await assert_nothing_stored(world)
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        fixed(500, b"down", "text/plain"),
+        fixed(200, b"<html>not a key set</html>", "text/html"),
+        fixed(200, b'{"keys": "not-a-list"}', "application/json"),
+        slow(5),
+    ],
+    ids=["500", "html", "wrong-shape", "hanging"],
+)
+async def test_a_broken_jwks_endpoint_stores_nothing(make_world: WorldFactory, fault: object) -> None:
+    """The provider's keys are fetched at the first id_token; a broken JWKS is a retry page."""
+    world: World = await make_world(oidc_http_timeout=0.5)
+    world.faults.overrides["/jwks"] = fault  # type: ignore[assignment]
+    try_again_page(world.browser.follow(hop_to_callback(world)))
+    await assert_nothing_stored(world)
+    # Once the keys can be had again, the next login succeeds (nothing bad was cached).
+    world.faults.clear()
+    assert world.login("lotte").status_code == 303
+
+
+async def test_a_provider_unreachable_at_start_up_gives_not_ready_and_a_retry_page(world: World) -> None:
+    from leerid_gateway.app import create_app
+    from leerid_gateway.settings import Settings
+    from tests.support.servers import ServerThread, bind_loopback
+
+    dead = bind_loopback()  # bound, never listening: connections are refused
+    # A new Settings, not model_copy: the derived values are cached properties.
+    settings = Settings(
+        **{**world.settings.model_dump(), "oidc_issuer": f"http://127.0.0.1:{dead.getsockname()[1]}"}
+    )
+    gateway = ServerThread(create_app(settings)).start()
+    world.servers.append(gateway)
+    try:
+        ready = httpx.get(f"{gateway.url}/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["provider"] == "unreachable"
+        answer = world.browser.start_login(gateway.url, "https://eteacher.example/app/")
+        try_again_page(answer)
+    finally:
+        dead.close()
