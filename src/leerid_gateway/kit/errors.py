@@ -7,6 +7,11 @@
 
 from __future__ import annotations
 
+# Paths a pupil's browser opens directly: errors there are Dutch pages, not JSON.
+PUPIL_PATHS = ("/login", "/callback")
+# OAuth endpoints answer every error in RFC 6749 §5.2 form.
+OAUTH_PATHS = ("/introspect", "/revoke")
+
 
 class GatewayError(Exception):
     """Base of every error we raise on purpose."""

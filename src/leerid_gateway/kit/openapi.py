@@ -18,8 +18,8 @@ from typing import Any
 
 from fastapi import FastAPI
 
-PUPIL_PATHS = {"/login", "/callback"}
-OAUTH_PATHS = {"/introspect", "/revoke"}
+from leerid_gateway.kit.errors import OAUTH_PATHS, PUPIL_PATHS
+
 RATE_LIMITED_PREFIXES = ("/login", "/callback", "/introspect", "/revoke", "/events", "/admin")
 
 PROBLEM = {
