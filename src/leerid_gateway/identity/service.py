@@ -78,6 +78,17 @@ def _leer_id_key(leer_id_uuid: str) -> str:
     return "leer_id:" + leer_id_uuid
 
 
+def lock_order(account_uuids: Iterable[str], leer_id_uuid: str | None) -> list[int]:
+    """The advisory-lock keys of an identity with these keys, in the order every writer takes them.
+
+    Anything that changes an identity outside a login (erasure, the purge) must lock exactly these.
+    """
+    keys = {_account_key(a) for a in account_uuids}
+    if leer_id_uuid is not None:
+        keys.add(_leer_id_key(leer_id_uuid))
+    return sorted({_lock_key(k) for k in keys})
+
+
 def _is_postgres(session: AsyncSession) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 

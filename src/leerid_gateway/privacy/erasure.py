@@ -20,7 +20,7 @@ from leerid_gateway.identity import events
 from leerid_gateway.identity.models import AccountAlias, DataQualityReport, Identity
 
 # The reconciliation's own lock keys: exactly the ones a login takes (identity/service.py).
-from leerid_gateway.identity.service import _account_key, _leer_id_key, _lock_key
+from leerid_gateway.identity.service import lock_order
 from leerid_gateway.privacy import service as privacy
 from leerid_gateway.sessions.models import BrowserSession
 
@@ -51,10 +51,7 @@ async def claim(session: AsyncSession, target: Target) -> bool:
     aliases = await session.scalars(
         select(AccountAlias.account_uuid).where(AccountAlias.identity_id == target.id)
     )
-    keys = {_account_key(a) for a in aliases}
-    if target.leer_id_uuid is not None:
-        keys.add(_leer_id_key(target.leer_id_uuid))
-    for key in sorted({_lock_key(k) for k in keys}):
+    for key in lock_order(aliases, target.leer_id_uuid):
         got = await session.scalar(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": key})
         if not got:
             return False
