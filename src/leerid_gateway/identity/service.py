@@ -97,8 +97,13 @@ async def lock_keys(session: AsyncSession, keys: Iterable[str]) -> None:
     """Advisory locks on ``keys`` in sorted order (PostgreSQL only; held until the transaction ends)."""
     if not _is_postgres(session):
         return
-    for key in sorted({_lock_key(k) for k in keys}):
-        await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+    ordered = sorted({_lock_key(k) for k in keys})
+    # One round trip for all of them: unnest() yields the array in order, and a function scan
+    # feeds the locks one by one in that order, so the sorted-order rule (no deadlock) holds.
+    await session.execute(
+        text("SELECT count(pg_advisory_xact_lock(k)) FROM unnest(CAST(:keys AS bigint[])) AS k"),
+        {"keys": ordered},
+    )
 
 
 async def find_identities(session: AsyncSession, profile: LeerIdProfile) -> list[Identity]:
