@@ -316,8 +316,3 @@ async def _report_conflict(
             created_at=now,
         )
     )
-
-
-async def find_existing(session: AsyncSession, profile: LeerIdProfile) -> list[Identity]:
-    """Read-only lookup (no locks), e.g. to end the sessions of a pupil who is refused access."""
-    return await find_identities(session, profile)

@@ -88,8 +88,13 @@ def failure_outcome(error: PupilError) -> str:
     return error.reason
 
 
+# Bound once: /introspect is the hot path, and .labels() is a dict lookup plus a lock per call.
+_INTROSPECTED_ACTIVE = INTROSPECTIONS.labels(result="active")
+_INTROSPECTED_INACTIVE = INTROSPECTIONS.labels(result="inactive")
+
+
 def introspected(result: dict[str, Any]) -> None:
-    INTROSPECTIONS.labels(result="active" if result.get("active") is True else "inactive").inc()
+    (_INTROSPECTED_ACTIVE if result.get("active") is True else _INTROSPECTED_INACTIVE).inc()
 
 
 @contextmanager

@@ -296,7 +296,7 @@ class RelyingParty:
             if school is None:
                 # Protocol art. 3: no enrolment (any more), no access — and the pupil's open
                 # sessions end. A first-time refused pupil leaves nothing behind.
-                existing = await identity_service.find_existing(db, profile)
+                existing = await identity_service.find_identities(db, profile)
                 for known in existing:
                     await sessions.revoke_for_identity(db, known.id)
                 await privacy.record(

@@ -79,15 +79,6 @@ async def resolve(
     return ActiveSession(sid=browser_session.id, identity=identity, expires_at=expires_at)
 
 
-async def is_active(db: AsyncSession, policy: SessionPolicy, sid: str) -> bool:
-    """Is the session still usable (for introspection of tokens carrying its sid)?"""
-    row = await db.get(BrowserSession, sid)
-    if row is None or row.revoked_at is not None:
-        return False
-    now = utcnow()
-    return row.absolute_expires_at > now and row.last_seen_at + policy.idle > now
-
-
 async def revoke(db: AsyncSession, sid: str) -> bool:
     result = await db.execute(
         update(BrowserSession)
