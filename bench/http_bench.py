@@ -81,6 +81,11 @@ def main() -> None:
     parser.add_argument("--logins", type=int, default=300)
     parser.add_argument("--profile", action="store_true", help="py-spy the hot paths afterwards")
     parser.add_argument(
+        "--only",
+        choices=["logins"],
+        help="logins only (sequential and concurrent, plus a login profile with --profile): ~1 minute",
+    )
+    parser.add_argument(
         "--whatif",
         choices=["async-deps", "log-warning", "async-deps+log-warning"],
         help="bench-only experiments: async request dependencies (bench/whatif_async_deps.py), "
@@ -105,6 +110,9 @@ def main() -> None:
         wrk(stand.url, "healthz.lua", duration=3, connections=c, env=env, pid=stand.gateway_pid)  # warm-up
 
         runs: dict[str, dict[str, Any]] = {}
+        if args.only == "logins":
+            _logins_only(stand, args, results)
+            return
         runs["healthz"] = wrk(
             stand.url, "healthz.lua", duration=d, connections=c, env=env, pid=stand.gateway_pid
         )
@@ -168,6 +176,35 @@ def main() -> None:
     out.write_text(json.dumps(results, indent=2))
     report(results)
     print(f"\nfull results: {out.relative_to(Path.cwd()) if out.is_relative_to(Path.cwd()) else out}")
+
+
+def _logins_only(stand: Stand, args: argparse.Namespace, results: dict[str, Any]) -> None:
+    asyncio.run(logins(stand, 30, 1))  # warm-up: discovery, JWKS, statement caches
+    results["logins_sequential"] = asyncio.run(logins(stand, args.logins, 1))
+    results["logins_concurrent"] = asyncio.run(logins(stand, args.logins, 8))
+    results["rss_mib_end"] = rss_mib(stand.gateway_pid)
+    if args.profile:
+        spy = profiled(stand.gateway_pid, 20, "profile-login")
+        asyncio.run(logins(stand, 200, 8))
+        spy.wait()
+        results["profiles"] = {"login": hot_frames("profile-login", top=60)}
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"http-{time.strftime('%Y%m%d-%H%M%S')}-logins.json"
+    out.write_text(json.dumps(results, indent=2))
+    m = results["machine"]
+    print(f"{m['date']}  commit {m['commit']} + {m['uncommitted_src_files']} uncommitted files")
+    for key in ("logins_sequential", "logins_concurrent"):
+        r = results[key]
+        print(
+            f"{key}: {r['logins']} logins, concurrency {r['concurrency']}: {r['per_second']:.1f}/s, "
+            f"gateway CPU {r['gateway_cpu_ms_per_login']:.2f} ms/login, "
+            f"p50 {r['latency_ms_p50']:.1f} ms, p99 {r['latency_ms_p99']:.1f} ms"
+        )
+    for name, rows in results.get("profiles", {}).items():
+        print(f"\nprofile {name} (inclusive %, self %):")
+        for frame, inc, own in rows:
+            print(f"  {inc:5.1f} {own:5.1f}  {frame}")
+    print(f"\nfull results: {out}")
 
 
 def report(results: dict[str, Any]) -> None:

@@ -1,7 +1,8 @@
 """Rate limits shared by every replica: fixed one-minute windows counted in the database.
 
 One ``INSERT … ON CONFLICT DO UPDATE … RETURNING`` per counted request (PostgreSQL and SQLite
-both support it), in its own short transaction. What is counted:
+both support it): in its own short transaction, inside the caller's, or on PostgreSQL as a CTE of
+the caller's own statement (``/login`` and ``/callback``: ``oidc/store.py``). What is counted:
 
 - ``/login`` and ``/callback`` per client address — generous by default, because a whole class
   logs in from one school NAT address at the same minute;
@@ -17,11 +18,13 @@ from __future__ import annotations
 
 import random
 import time
+from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Integer, String, delete, literal
+from sqlalchemy import Integer, String, bindparam, delete, literal
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
 from leerid_gateway.db import Base, unit_of_work
@@ -42,6 +45,43 @@ class RateLimited(Exception):
         super().__init__(bucket)
         self.bucket = bucket
         self.retry_after = retry_after
+
+
+def _upsert(insert: Any) -> Any:
+    """``INSERT … ON CONFLICT DO UPDATE SET count = count + 1 RETURNING count``, built once per dialect
+    (building a statement costs more CPU than running its cached compiled form)."""
+    return (
+        insert(RateCounter)
+        .values(key=bindparam("key"), window=bindparam("window"), count=1)
+        .on_conflict_do_update(
+            index_elements=[RateCounter.key, RateCounter.window],
+            set_={"count": RateCounter.count + literal(1)},
+        )
+        .returning(RateCounter.count)
+    )
+
+
+_UPSERT = {"postgresql": _upsert(pg_insert), "sqlite": _upsert(sqlite_insert)}
+_HOUSEKEEPING = delete(RateCounter).where(RateCounter.window < bindparam("oldest"))
+
+# The same upsert as a CTE for statements that count and act in one round trip (PostgreSQL).
+COUNTED_CTE = (
+    'counted AS (INSERT INTO rate_limits (key, "window", count) VALUES (:rate_key, :rate_window, 1) '
+    'ON CONFLICT (key, "window") DO UPDATE SET count = rate_limits.count + 1 RETURNING count)'
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Count:
+    """One request to count: the counter's key and window, and the limit it is judged against."""
+
+    key: str
+    window: int
+    limit: int
+    at: float
+
+    def params(self) -> dict[str, Any]:
+        return {"rate_key": self.key, "rate_window": self.window, "rate_limit": self.limit}
 
 
 class RateLimiter:
@@ -67,33 +107,43 @@ class RateLimiter:
         async with unit_of_work(self._factory) as db:
             await self.count(db, bucket, subject, limit)
 
-    async def count(self, db: AsyncSession, bucket: str, subject: str, limit: int) -> None:
-        """Count one request inside the caller's transaction (saves a round trip on /login and
-        /callback). Over the limit the caller's transaction is rolled back by the exception, the
-        increment with it: the counter rests at the limit and every further request is refused
-        until the window ends, from this replica's memory without asking the database."""
+    def prepare(self, bucket: str, subject: str, limit: int) -> Count | None:
+        """What to count for one request, or None when this limit is off. Raises RateLimited at once
+        for a key this replica already saw over the limit (no database round trip)."""
         if not self.enabled or limit <= 0:
-            return
+            return None
         self.check_blocked(bucket, subject)
-        key = f"{bucket}:{subject}"[:200]
         now = time.time()
-        window = int(now // WINDOW)
-        insert = pg_insert if db.get_bind().dialect.name == "postgresql" else sqlite_insert
-        statement = (
-            insert(RateCounter)
-            .values(key=key, window=window, count=1)
-            .on_conflict_do_update(
-                index_elements=[RateCounter.key, RateCounter.window],
-                set_={"count": RateCounter.count + literal(1)},
-            )
-            .returning(RateCounter.count)
-        )
-        count = int((await db.execute(statement)).scalar_one())
-        if random.random() < 0.01:  # noqa: S311 — housekeeping, not security
-            await db.execute(delete(RateCounter).where(RateCounter.window < window - 5))
-        if count > limit:
-            until = (window + 1) * WINDOW
-            self._blocked[key] = until
+        return Count(key=f"{bucket}:{subject}"[:200], window=int(now // WINDOW), limit=limit, at=now)
+
+    def judge(self, bucket: str, counted: Count, count: int) -> None:
+        """Raise RateLimited when ``count`` (the counter after this request) is over the limit."""
+        if count > counted.limit:
+            until = (counted.window + 1) * WINDOW
+            self._blocked[counted.key] = until
             if len(self._blocked) > 10000:
                 self._blocked.clear()
-            raise RateLimited(bucket, max(1, int(until - now) + 1))
+            raise RateLimited(bucket, max(1, int(until - counted.at) + 1))
+
+    async def count(self, db: AsyncSession, bucket: str, subject: str, limit: int) -> None:
+        """Count one request inside the caller's transaction. Over the limit the caller's transaction
+        is rolled back by the exception, the increment with it: the counter rests at the limit and
+        every further request is refused until the window ends, from this replica's memory without
+        asking the database."""
+        counted = self.prepare(bucket, subject, limit)
+        if counted is None:
+            return
+        self.judge(bucket, counted, await self.upsert(await db.connection(), counted))
+
+    async def upsert(self, conn: AsyncConnection, counted: Count) -> int:
+        """Add one to the counter in the caller's transaction; return its new value."""
+        params = {"key": counted.key, "window": counted.window}
+        count = int((await conn.execute(_UPSERT[conn.dialect.name], params)).scalar_one())
+        await housekeeping(conn, counted)
+        return count
+
+
+async def housekeeping(conn: AsyncConnection, counted: Count) -> None:
+    """Now and then, drop windows long past (1 % of counted requests: no timer needed)."""
+    if random.random() < 0.01:  # noqa: S311 — housekeeping, not security
+        await conn.execute(_HOUSEKEEPING, {"oldest": counted.window - 5})

@@ -17,8 +17,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
-from sqlalchemy import delete
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from leerid_gateway.access import service as access
 from leerid_gateway.db import unit_of_work, utcnow
@@ -28,9 +27,9 @@ from leerid_gateway.kit.crypto import Hasher, b64url, random_token
 from leerid_gateway.kit.errors import PupilError, UpstreamError
 from leerid_gateway.kit.ratelimit import RateLimiter
 from leerid_gateway.leerid.profile import LeerIdProfile, normalise
+from leerid_gateway.oidc import store
 from leerid_gateway.oidc.client_auth import ClientAuthenticator
 from leerid_gateway.oidc.id_token import IdTokenClaims, validate_id_token
-from leerid_gateway.oidc.models import LoginTransaction
 from leerid_gateway.oidc.provider import Provider
 from leerid_gateway.oidc.resilience import Upstream
 from leerid_gateway.oidc.return_to import is_allowed
@@ -109,6 +108,7 @@ class RelyingParty:
         self._upstream = upstream
         self._limiter = limiter
         self._factory = session_factory
+        self._engine: AsyncEngine = session_factory.kw["bind"]
         self._auth = ClientAuthenticator(settings)
         secret = settings.secret_key.get_secret_value()
         self._state_hasher = Hasher(secret, "login-state")
@@ -126,21 +126,23 @@ class RelyingParty:
         metadata = await self.provider.metadata()
         state, nonce, verifier, binding = (random_token(32) for _ in range(4))
         now = utcnow()
-        async with unit_of_work(self._factory) as db:
-            # Counted in this transaction: one round trip less per login. (Expired login
-            # transactions are removed by the retention purge.)
-            await self._limiter.count(db, "login", client, self.settings.rate_limit_login)
-            db.add(
-                LoginTransaction(
-                    state_hash=self._state_hasher.digest(state),
-                    browser_hash=self._browser_hasher.digest(binding),
-                    nonce=nonce,
-                    code_verifier=verifier,
-                    return_to=return_to,
-                    created_at=now,
-                    expires_at=now + dt.timedelta(seconds=self.settings.oidc_login_ttl),
-                )
-            )
+        # Counted and stored in one statement (oidc/store.py). Expired login rows are removed by
+        # the retention purge.
+        await store.open_login(
+            self._engine,
+            self._limiter,
+            client,
+            self.settings.rate_limit_login,
+            {
+                "state_hash": self._state_hasher.digest(state),
+                "browser_hash": self._browser_hasher.digest(binding),
+                "nonce": nonce,
+                "code_verifier": verifier,
+                "return_to": return_to,
+                "created_at": now,
+                "expires_at": now + dt.timedelta(seconds=self.settings.oidc_login_ttl),
+            },
+        )
         params = {
             "response_type": "code",
             "client_id": self.settings.oidc_client_id,
@@ -173,27 +175,18 @@ class RelyingParty:
             raise login_expired()
         # Redeem the login exactly once: the row is deleted by the same statement that reads it,
         # and only for the browser that started it (RFC 6819 §4.4.1.8 CSRF, RFC 9700 §2.1).
-        async with unit_of_work(self._factory) as db:
-            await self._limiter.count(db, "callback", client, self.settings.rate_limit_login)
-            row = (
-                await db.execute(
-                    delete(LoginTransaction)
-                    .where(
-                        LoginTransaction.state_hash == self._state_hasher.digest(state),
-                        LoginTransaction.browser_hash == self._browser_hasher.digest(browser_binding),
-                    )
-                    .returning(
-                        LoginTransaction.nonce,
-                        LoginTransaction.code_verifier,
-                        LoginTransaction.return_to,
-                        LoginTransaction.expires_at,
-                    )
-                )
-            ).first()
-        if row is None:
+        redeemed = await store.redeem_login(
+            self._engine,
+            self._limiter,
+            client,
+            self.settings.rate_limit_login,
+            state_hash=self._state_hasher.digest(state),
+            browser_hash=self._browser_hasher.digest(browser_binding),
+        )
+        if redeemed is None:
             raise login_expired()
-        nonce, verifier, return_to, expires_at = row
-        if expires_at <= utcnow():
+        nonce, verifier, return_to = redeemed.nonce, redeemed.code_verifier, redeemed.return_to
+        if redeemed.expires_at <= utcnow():
             raise login_expired(return_to)
 
         try:
