@@ -151,12 +151,14 @@ def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSessi
 # before id 5 and move its cursor past 5. Held to the end of the transaction. One lock, not one per
 # journal, so that no two transactions can take them in opposite orders.
 JOURNAL_LOCK_KEY = 0x1EE51D_0E
+_JOURNAL_LOCK = text("SELECT pg_advisory_xact_lock(:k)")
 
 
 async def journal_lock(session: AsyncSession) -> None:
     """Serialise journal writers until commit (PostgreSQL; SQLite has a single writer anyway)."""
-    if session.get_bind().dialect.name == "postgresql":
-        await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": JOURNAL_LOCK_KEY})
+    conn = await session.connection()
+    if conn.dialect.name == "postgresql":
+        await conn.execute(_JOURNAL_LOCK, {"k": JOURNAL_LOCK_KEY})
 
 
 @asynccontextmanager

@@ -19,11 +19,11 @@ import datetime as dt
 import hashlib
 import logging
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, select, text, update
+from sqlalchemy import bindparam, delete, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -93,6 +93,9 @@ def _is_postgres(session: AsyncSession) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
+_LOCK_KEYS = text("SELECT count(pg_advisory_xact_lock(k)) FROM unnest(CAST(:keys AS bigint[])) AS k")
+
+
 async def lock_keys(session: AsyncSession, keys: Iterable[str]) -> None:
     """Advisory locks on ``keys`` in sorted order (PostgreSQL only; held until the transaction ends)."""
     if not _is_postgres(session):
@@ -100,27 +103,63 @@ async def lock_keys(session: AsyncSession, keys: Iterable[str]) -> None:
     ordered = sorted({_lock_key(k) for k in keys})
     # One round trip for all of them: unnest() yields the array in order, and a function scan
     # feeds the locks one by one in that order, so the sorted-order rule (no deadlock) holds.
-    await session.execute(
-        text("SELECT count(pg_advisory_xact_lock(k)) FROM unnest(CAST(:keys AS bigint[])) AS k"),
-        {"keys": ordered},
+    await (await session.connection()).execute(_LOCK_KEYS, {"keys": ordered})
+
+
+# The statements of a reconciliation, built once (building one costs more CPU than running it).
+_OWNERS_OF_ACCOUNTS = select(AccountAlias.identity_id).where(
+    AccountAlias.account_uuid.in_(bindparam("accounts", expanding=True))
+)
+# A UNION of two index lookups, not `id IN (…) OR leer_id_uuid = …`: PostgreSQL cannot use an index
+# for that OR and walks the whole table (docs/performance.md, "reconciliation at scale").
+_OWNERS_OF_KEYS = _OWNERS_OF_ACCOUNTS.union(
+    select(Identity.id).where(Identity.leer_id_uuid == bindparam("leer_id_uuid"))
+)
+
+
+def _find(owners: Any) -> Any:
+    # Each identity with every one of its aliases (one row per alias): the candidates, the keys
+    # they hold (the lock closure) and who owns this login's accounts, in one round trip.
+    # populate_existing: rows read after taking the locks must win over anything this session
+    # loaded earlier in the transaction (READ COMMITTED sees other logins' commits).
+    return (
+        select(Identity, AccountAlias.account_uuid)
+        .outerjoin(AccountAlias, AccountAlias.identity_id == Identity.id)
+        .where(Identity.id.in_(owners))
+        .order_by(Identity.id)
+        .execution_options(populate_existing=True)
     )
+
+
+_FIND_BY_ACCOUNTS = _find(_OWNERS_OF_ACCOUNTS)
+_FIND_BY_KEYS = _find(_OWNERS_OF_KEYS)
+
+
+@dataclass(slots=True)
+class _Found:
+    """The identities a login's keys lead to (oldest first) and every account alias they hold."""
+
+    identities: list[Identity]
+    aliases: dict[str, int]  # account_uuid → identity id
+
+
+async def _find_with_aliases(session: AsyncSession, profile: LeerIdProfile) -> _Found:
+    params: dict[str, Any] = {"accounts": list(profile.all_account_uuids)}
+    statement = _FIND_BY_ACCOUNTS
+    if profile.leer_id_uuid is not None:
+        statement, params["leer_id_uuid"] = _FIND_BY_KEYS, profile.leer_id_uuid
+    found = _Found(identities=[], aliases={})
+    for identity, account in await session.execute(statement, params):
+        if not found.identities or found.identities[-1] is not identity:
+            found.identities.append(identity)
+        if account is not None:
+            found.aliases[account] = identity.id
+    return found
 
 
 async def find_identities(session: AsyncSession, profile: LeerIdProfile) -> list[Identity]:
     """Every identity this login's keys point at: by leer_id_uuid and by any account alias."""
-    accounts = profile.all_account_uuids
-    ids = select(AccountAlias.identity_id).where(AccountAlias.account_uuid.in_(accounts))
-    if profile.leer_id_uuid is not None:
-        # A UNION of two index lookups, not `id IN (…) OR leer_id_uuid = …`: PostgreSQL cannot use an
-        # index for that OR and walks the whole table (docs/performance.md, "reconciliation at scale").
-        ids = ids.union(select(Identity.id).where(Identity.leer_id_uuid == profile.leer_id_uuid))  # type: ignore[assignment]
-    condition: ColumnElement[bool] = Identity.id.in_(ids)
-    # populate_existing: rows read after taking the locks must win over anything this session
-    # loaded earlier in the transaction (READ COMMITTED sees other logins' commits).
-    result = await session.scalars(
-        select(Identity).where(condition).order_by(Identity.id).execution_options(populate_existing=True)
-    )
-    return list(result)
+    return (await _find_with_aliases(session, profile)).identities
 
 
 async def reconcile(
@@ -143,8 +182,8 @@ async def reconcile(
     while True:
         try:
             async with session.begin_nested():
-                candidates = await _lock_and_find(session, profile, keys)
-                return await _apply(session, profile, candidates, school_code, school_name)
+                found = await _lock_and_find(session, profile, keys)
+                return await _apply(session, profile, found, school_code, school_name)
         except _KeysGrew as grew:
             rounds += 1
             if rounds >= _MAX_LOCK_ROUNDS:
@@ -164,22 +203,17 @@ def _profile_keys(profile: LeerIdProfile) -> frozenset[str]:
     return frozenset(keys)
 
 
-async def _lock_and_find(
-    session: AsyncSession, profile: LeerIdProfile, keys: frozenset[str]
-) -> list[Identity]:
+async def _lock_and_find(session: AsyncSession, profile: LeerIdProfile, keys: frozenset[str]) -> _Found:
     """Lock ``keys``, then read the candidates; raise _KeysGrew unless we hold all their keys."""
     await lock_keys(session, keys)
-    candidates = await find_identities(session, profile)
-    if not _is_postgres(session) or not candidates:
-        return candidates
-    rows = await session.scalars(
-        select(AccountAlias.account_uuid).where(AccountAlias.identity_id.in_([c.id for c in candidates]))
-    )
-    closure = {_account_key(a) for a in rows}
-    closure.update(_leer_id_key(c.leer_id_uuid) for c in candidates if c.leer_id_uuid is not None)
+    found = await _find_with_aliases(session, profile)
+    if not _is_postgres(session) or not found.identities:
+        return found
+    closure = {_account_key(a) for a in found.aliases}
+    closure.update(_leer_id_key(c.leer_id_uuid) for c in found.identities if c.leer_id_uuid is not None)
     if not closure <= keys:
         raise _KeysGrew(keys | closure)
-    return candidates
+    return found
 
 
 def _sqlstate(exc: DBAPIError) -> str | None:
@@ -195,12 +229,12 @@ def _retryable(exc: DBAPIError) -> bool:
 async def _apply(
     session: AsyncSession,
     profile: LeerIdProfile,
-    candidates: list[Identity],
+    found: _Found,
     school_code: str | None,
     school_name: str | None,
 ) -> Reconciliation:
     """The rules themselves, on candidates read under locks covering all their keys."""
-    alias_owner = await _alias_owners(session, profile.all_account_uuids)
+    candidates, alias_owner = found.identities, found.aliases
     now = utcnow()
     identified = [i for i in candidates if i.leer_id_uuid is not None]
     temporaries = [i for i in candidates if i.leer_id_uuid is None]  # oldest first (by id)
@@ -270,15 +304,6 @@ async def _apply(
         await events.emit(session, events.MERGED, survivor.sub, {"from": str(sub), "into": str(survivor.sub)})
     await session.flush()
     return outcome
-
-
-async def _alias_owners(session: AsyncSession, accounts: Sequence[str]) -> dict[str, int]:
-    rows = await session.execute(
-        select(AccountAlias.account_uuid, AccountAlias.identity_id).where(
-            AccountAlias.account_uuid.in_(accounts)
-        )
-    )
-    return {account: identity_id for account, identity_id in rows}
 
 
 async def _merge(session: AsyncSession, victim: Identity, survivor: Identity) -> None:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leerid_gateway.db import journal_lock, utcnow
@@ -36,6 +36,10 @@ PRIVACY_LOG_PRUNED = "privacy_log.pruned"  # entries past their own retention pe
 SYSTEM = "system"
 
 
+_HEAD = select(PrivacyLogEntry.hash).order_by(PrivacyLogEntry.id.desc()).limit(1)
+_APPEND = insert(PrivacyLogEntry).returning(PrivacyLogEntry.id)
+
+
 def staff_actor(name: str) -> str:
     return f"staff:{name}"
 
@@ -55,16 +59,28 @@ async def record(
     reference to a pupil.
 
     The journal lock serialises writers until commit (PostgreSQL; SQLite has one writer), so the
-    last hash read here is the one this entry follows. Flushed at once, so that the next entry of
+    last hash read here is the one this entry follows. Written at once, so that the next entry of
     the same transaction finds it.
     """
     await journal_lock(session)
-    prev = await session.scalar(select(PrivacyLogEntry.hash).order_by(PrivacyLogEntry.id.desc()).limit(1))
-    prev_hash = prev or GENESIS
+    conn = await session.connection()
+    prev_hash = (await conn.execute(_HEAD)).scalar() or GENESIS
     at = utcnow()
     fields = list(fields)
     purpose = purpose[:200]
-    entry = PrivacyLogEntry(
+    values: dict[str, Any] = {
+        "at": at,
+        "actor": actor,
+        "action": action,
+        "sub": sub,
+        "fields": fields,
+        "purpose": purpose,
+        "request_id": request_id,
+        "data": data,
+        "prev_hash": prev_hash,
+    }
+    values["hash"] = entry_hash(
+        prev_hash,
         at=at,
         actor=actor,
         action=action,
@@ -73,22 +89,11 @@ async def record(
         purpose=purpose,
         request_id=request_id,
         data=data,
-        prev_hash=prev_hash,
-        hash=entry_hash(
-            prev_hash,
-            at=at,
-            actor=actor,
-            action=action,
-            sub=sub,
-            fields=fields,
-            purpose=purpose,
-            request_id=request_id,
-            data=data,
-        ),
     )
-    session.add(entry)
-    await session.flush()
-    return entry
+    # Core, not session.add + flush: one INSERT … RETURNING id without the unit-of-work machinery
+    # (the login's hot path writes one entry). The returned entry is a plain, detached record.
+    entry_id = (await conn.execute(_APPEND, values)).scalar_one()
+    return PrivacyLogEntry(id=entry_id, **values)
 
 
 def _recomputed(entry: PrivacyLogEntry) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leerid_gateway.db import utcnow
@@ -45,9 +45,23 @@ async def create(
         last_seen_at=now,
         absolute_expires_at=now + policy.absolute,
     )
-    db.add(row)
-    await db.flush()
+    # Core, not session.add + flush: one INSERT without the unit-of-work machinery (login hot path).
+    await (await db.connection()).execute(_INSERT, _columns(row))
     return secret, row
+
+
+_INSERT = insert(BrowserSession)
+
+
+def _columns(row: BrowserSession) -> dict[str, object]:
+    return {
+        "id": row.id,
+        "secret_hash": row.secret_hash,
+        "identity_id": row.identity_id,
+        "created_at": row.created_at,
+        "last_seen_at": row.last_seen_at,
+        "absolute_expires_at": row.absolute_expires_at,
+    }
 
 
 async def resolve(
