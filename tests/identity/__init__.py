@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from leerid_gateway.db import create_session_factory, unit_of_work
 from leerid_gateway.identity.models import AccountAlias, DataQualityReport, Identity, IdentityEvent
-from leerid_gateway.identity.service import Reconciliation, reconcile
+from leerid_gateway.identity.service import Reconciliation, in_retried_transaction, reconcile
 from leerid_gateway.leerid.profile import LeerIdProfile
 
 
@@ -35,8 +35,8 @@ def profile(
 
 
 async def login(engine: AsyncEngine, p: LeerIdProfile, **kwargs: Any) -> Reconciliation:
-    async with unit_of_work(create_session_factory(engine)) as db:
-        return await reconcile(db, p, **kwargs)
+    """One login's reconciliation in its own transaction, retried as the gateway's admission is."""
+    return await in_retried_transaction(create_session_factory(engine), lambda db: reconcile(db, p, **kwargs))
 
 
 @dataclass

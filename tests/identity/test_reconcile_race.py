@@ -161,8 +161,8 @@ async def test_overlapping_histories_and_data_errors_under_load(replicas: AsyncE
 
 async def test_a_unique_violation_is_retried_not_shown_to_the_pupil(replicas: AsyncEngine) -> None:
     """The last line of defence: a writer that bypasses the locks (a hole in them, simulated here
-    by a raw insert) makes the alias insert fail; reconcile retries from a fresh read and finds
-    the committed row instead of showing the pupil an error."""
+    by a raw insert) makes the alias insert fail; the transaction is run again from a fresh read
+    and finds the committed row instead of showing the pupil an error."""
     now = dt.datetime.now(dt.UTC)
     async with replicas.connect() as intruder:
         await intruder.begin()
@@ -185,4 +185,4 @@ async def test_a_unique_violation_is_retried_not_shown_to_the_pupil(replicas: As
     state = await read_state(replicas)
     assert result.identity.id == identity_id and not result.created
     assert list(state.identities) == [result.identity.sub]
-    assert state.events == []  # the first attempt's creation was rolled back with its savepoint
+    assert state.events == []  # the first attempt's creation was rolled back with its transaction

@@ -4,39 +4,49 @@ Concurrency: all replicas share PostgreSQL, so mutual exclusion comes from the d
 invariant is: *whoever changes an identity holds a transaction-level advisory lock on every key of
 it* (its ``leer_id_uuid`` and each of its account aliases). A login's own keys are not enough: an
 identity found through one alias may have others that a concurrent login, holding a disjoint key
-set, is about to merge away. So a reconciliation locks its keys in sorted order inside a savepoint,
-reads the identities they lead to, and if those identities have keys it does not hold yet, rolls
-back to the savepoint (which releases the locks) and starts again with the larger key set, still
-in sorted order. Locks are always taken in one global order, so two logins never deadlock; they are
-released at commit. Unique constraints on ``leer_id_uuid`` and ``account_uuid`` remain the last line
-of defence, and a violation that slips through is retried instead of reaching the pupil. SQLite
-serialises writers itself (BEGIN IMMEDIATE).
+set, is about to merge away. So a reconciliation locks its own keys in sorted order (waiting, as
+the first locks of its transaction), reads the identities they lead to, and if those identities
+have keys it does not hold yet, takes those *without waiting* and reads again. A transaction only
+ever waits for a lock while holding none that sort after it, so two logins never deadlock; if a
+lock it did not wait for is taken, the whole transaction is run again (``in_retried_transaction``)
+and releases everything first. Locks are released at commit. Unique constraints on
+``leer_id_uuid`` and ``account_uuid`` remain the last line of defence, and a violation that slips
+through is retried the same way instead of reaching the pupil. SQLite serialises writers itself
+(BEGIN IMMEDIATE). No savepoints: the common login pays no round trip for them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import logging
+import random
 import uuid
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, delete, select, text, update
+from sqlalchemy import bindparam, delete, insert, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from leerid_gateway.db import utcnow
+from leerid_gateway.db import unit_of_work, utcnow
 from leerid_gateway.identity import events
 from leerid_gateway.identity.models import AccountAlias, DataQualityReport, Identity
 from leerid_gateway.leerid.profile import LeerIdProfile
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Keys an earlier attempt of the same transaction found it needed: the next attempt waits for them
+# in order from the start, so contention on the same identity cannot repeat.
+_keys_learnt: ContextVar[frozenset[str]] = ContextVar("keys_learnt", default=frozenset())
 
 # A unique violation or deadlock can only reach here if the locking above has a hole; retrying
 # from a fresh read is then correct (the other login's rows are committed and will be found).
-_ATTEMPTS = 3
+_ATTEMPTS = 8
 # Each round adds at least one key of the pupil's connected identities; this only bounds a
 # pathological stream of concurrent changes.
 _MAX_LOCK_ROUNDS = 20
@@ -49,19 +59,11 @@ ACCOUNT_IN_TWO_PUPILS = "account_in_two_pupils"
 class Reconciliation:
     """What one login did to the identities; the caller decides nothing from it but logging."""
 
-    identity: Identity
+    identity: IdentityRecord
     created: bool = False
     identified: bool = False
     merged_subs: list[uuid.UUID] = field(default_factory=list)
     conflicts: int = 0
-
-
-class _KeysGrew(Exception):
-    """The identities found have keys this attempt does not hold; start over holding them too."""
-
-    def __init__(self, keys: frozenset[str]) -> None:
-        super().__init__(len(keys))
-        self.keys = keys
 
 
 def _lock_key(value: str) -> int:
@@ -96,6 +98,17 @@ def _is_postgres(session: AsyncSession) -> bool:
 _LOCK_KEYS = text("SELECT count(pg_advisory_xact_lock(k)) FROM unnest(CAST(:keys AS bigint[])) AS k")
 
 
+_TRY_LOCK_KEYS = text(
+    "SELECT bool_and(pg_try_advisory_xact_lock(k)) FROM unnest(CAST(:keys AS bigint[])) AS k"
+)
+
+
+async def _try_lock_keys(session: AsyncSession, keys: Iterable[str]) -> bool:
+    """Advisory locks on ``keys`` without waiting; False if any is held by another transaction."""
+    ordered = sorted({_lock_key(k) for k in keys})
+    return bool((await (await session.connection()).execute(_TRY_LOCK_KEYS, {"keys": ordered})).scalar())
+
+
 async def lock_keys(session: AsyncSession, keys: Iterable[str]) -> None:
     """Advisory locks on ``keys`` in sorted order (PostgreSQL only; held until the transaction ends)."""
     if not _is_postgres(session):
@@ -117,17 +130,50 @@ _OWNERS_OF_KEYS = _OWNERS_OF_ACCOUNTS.union(
 )
 
 
+_IDENTITY_COLUMNS = (
+    Identity.id,
+    Identity.sub,
+    Identity.leer_id_uuid,
+    Identity.given_name,
+    Identity.family_name,
+    Identity.school_code,
+    Identity.school_name,
+    Identity.created_at,
+    Identity.last_login_at,
+)
+
+
+@dataclass(slots=True)
+class IdentityRecord:
+    """An identity as reconciliation read and wrote it: a detached snapshot (the columns of
+    ``_IDENTITY_COLUMNS``, in that order), not an ORM object, so nothing is flushed behind our back
+    and nothing loaded earlier in the session can be stale."""
+
+    id: int
+    sub: uuid.UUID
+    leer_id_uuid: str | None
+    given_name: str
+    family_name: str
+    school_code: str | None
+    school_name: str | None
+    created_at: dt.datetime
+    last_login_at: dt.datetime
+
+    @property
+    def temporary(self) -> bool:
+        """An identity without leer_id_uuid rests on a temporary account (protocol art. 3)."""
+        return self.leer_id_uuid is None
+
+
 def _find(owners: Any) -> Any:
     # Each identity with every one of its aliases (one row per alias): the candidates, the keys
-    # they hold (the lock closure) and who owns this login's accounts, in one round trip.
-    # populate_existing: rows read after taking the locks must win over anything this session
-    # loaded earlier in the transaction (READ COMMITTED sees other logins' commits).
+    # they hold (the lock closure) and who owns this login's accounts, in one round trip. Core rows,
+    # not ORM entities (IdentityRecord): building ORM instances was 8 % of an admission's CPU.
     return (
-        select(Identity, AccountAlias.account_uuid)
+        select(*_IDENTITY_COLUMNS, AccountAlias.account_uuid)
         .outerjoin(AccountAlias, AccountAlias.identity_id == Identity.id)
         .where(Identity.id.in_(owners))
         .order_by(Identity.id)
-        .execution_options(populate_existing=True)
     )
 
 
@@ -139,7 +185,7 @@ _FIND_BY_KEYS = _find(_OWNERS_OF_KEYS)
 class _Found:
     """The identities a login's keys lead to (oldest first) and every account alias they hold."""
 
-    identities: list[Identity]
+    identities: list[IdentityRecord]
     aliases: dict[str, int]  # account_uuid → identity id
 
 
@@ -149,15 +195,15 @@ async def _find_with_aliases(session: AsyncSession, profile: LeerIdProfile) -> _
     if profile.leer_id_uuid is not None:
         statement, params["leer_id_uuid"] = _FIND_BY_KEYS, profile.leer_id_uuid
     found = _Found(identities=[], aliases={})
-    for identity, account in await session.execute(statement, params):
-        if not found.identities or found.identities[-1] is not identity:
-            found.identities.append(identity)
+    for *columns, account in await (await session.connection()).execute(statement, params):
+        if not found.identities or found.identities[-1].id != columns[0]:
+            found.identities.append(IdentityRecord(*columns))
         if account is not None:
-            found.aliases[account] = identity.id
+            found.aliases[account] = columns[0]
     return found
 
 
-async def find_identities(session: AsyncSession, profile: LeerIdProfile) -> list[Identity]:
+async def find_identities(session: AsyncSession, profile: LeerIdProfile) -> list[IdentityRecord]:
     """Every identity this login's keys point at: by leer_id_uuid and by any account alias."""
     return (await _find_with_aliases(session, profile)).identities
 
@@ -177,23 +223,67 @@ async def reconcile(
     the identified one, else the oldest; (5) two identified identities never merge: a
     data-quality report is filed instead; (6) the latest login's attributes overwrite.
     """
-    keys = _profile_keys(profile)
-    attempt = rounds = 0
-    while True:
+    keys = _profile_keys(profile) | _keys_learnt.get()
+    await lock_keys(session, keys)
+    for _ in range(_MAX_LOCK_ROUNDS):
+        found = await _find_with_aliases(session, profile)
+        missing = _keys_of(found) - keys if _is_postgres(session) else frozenset()
+        if not missing:
+            return await _apply(session, profile, found, school_code, school_name)
+        # The identities found hold keys we do not: take those without waiting (waiting while
+        # holding keys out of the global order could deadlock), then read again under them.
+        if not await _try_lock_keys(session, missing):
+            raise Contended(keys | missing)
+        keys |= missing
+    raise RuntimeError("identity keys kept changing while reconciling")
+
+
+class Contended(Exception):
+    """Another transaction is changing an identity this login leads to. Roll back and run the
+    whole transaction again (``in_retried_transaction``): it then waits for its keys in order."""
+
+    def __init__(self, keys: frozenset[str]) -> None:
+        super().__init__(len(keys))
+        self.keys = keys
+
+
+async def in_retried_transaction(
+    factory: async_sessionmaker[AsyncSession], work: Callable[[AsyncSession], Awaitable[T]]
+) -> T:
+    """Run ``work`` in one transaction; run it again, in a fresh one, when it was Contended or hit a
+    unique violation or deadlock (the last line of defence: the locks should make those impossible,
+    and a fresh read then finds the other transaction's committed rows). A transaction holds no
+    state outside the database, so running it again is exactly as if the first never happened."""
+    learnt = _keys_learnt.set(frozenset())
+    try:
+        return await _attempts(factory, work)
+    finally:
+        _keys_learnt.reset(learnt)
+
+
+async def _attempts(
+    factory: async_sessionmaker[AsyncSession], work: Callable[[AsyncSession], Awaitable[T]]
+) -> T:
+    for attempt in range(1, _ATTEMPTS + 1):
         try:
-            async with session.begin_nested():
-                found = await _lock_and_find(session, profile, keys)
-                return await _apply(session, profile, found, school_code, school_name)
-        except _KeysGrew as grew:
-            rounds += 1
-            if rounds >= _MAX_LOCK_ROUNDS:
-                raise RuntimeError("identity keys kept changing while reconciling") from None
-            keys = grew.keys
-        except DBAPIError as exc:
-            attempt += 1
-            if attempt >= _ATTEMPTS or not _retryable(exc):
+            async with unit_of_work(factory) as session:
+                return await work(session)
+        except Contended as contended:
+            if attempt == _ATTEMPTS:
                 raise
-            log.warning("reconcile retried after %s (a gap in the key locking?)", _sqlstate(exc))
+            _keys_learnt.set(_keys_learnt.get() | contended.keys)
+        except DBAPIError as exc:
+            if attempt == _ATTEMPTS or not _retryable(exc):
+                raise
+            log.warning("reconciliation retried after %s (a gap in the key locking?)", _sqlstate(exc))
+        await asyncio.sleep(random.uniform(0.002, 0.01) * attempt)  # noqa: S311 — jitter, not security
+    raise AssertionError("unreachable")
+
+
+def _keys_of(found: _Found) -> frozenset[str]:
+    keys = {_account_key(a) for a in found.aliases}
+    keys.update(_leer_id_key(c.leer_id_uuid) for c in found.identities if c.leer_id_uuid is not None)
+    return frozenset(keys)
 
 
 def _profile_keys(profile: LeerIdProfile) -> frozenset[str]:
@@ -201,19 +291,6 @@ def _profile_keys(profile: LeerIdProfile) -> frozenset[str]:
     if profile.leer_id_uuid is not None:
         keys.add(_leer_id_key(profile.leer_id_uuid))
     return frozenset(keys)
-
-
-async def _lock_and_find(session: AsyncSession, profile: LeerIdProfile, keys: frozenset[str]) -> _Found:
-    """Lock ``keys``, then read the candidates; raise _KeysGrew unless we hold all their keys."""
-    await lock_keys(session, keys)
-    found = await _find_with_aliases(session, profile)
-    if not _is_postgres(session) or not found.identities:
-        return found
-    closure = {_account_key(a) for a in found.aliases}
-    closure.update(_leer_id_key(c.leer_id_uuid) for c in found.identities if c.leer_id_uuid is not None)
-    if not closure <= keys:
-        raise _KeysGrew(keys | closure)
-    return found
 
 
 def _sqlstate(exc: DBAPIError) -> str | None:
@@ -239,7 +316,7 @@ async def _apply(
     identified = [i for i in candidates if i.leer_id_uuid is not None]
     temporaries = [i for i in candidates if i.leer_id_uuid is None]  # oldest first (by id)
 
-    own: Identity | None
+    own: IdentityRecord | None
     if profile.leer_id_uuid is not None:
         own = next((i for i in identified if i.leer_id_uuid == profile.leer_id_uuid), None)
     else:
@@ -257,15 +334,18 @@ async def _apply(
             outcome.identity.leer_id_uuid = profile.leer_id_uuid
             outcome.identified = True
     else:
-        new = Identity(
+        # Written below with the other attributes; its id comes from the INSERT.
+        new = IdentityRecord(
+            id=0,
             sub=uuid.uuid4(),
             leer_id_uuid=profile.leer_id_uuid,
             given_name=profile.given_name,
             family_name=profile.family_name,
+            school_code=None,
+            school_name=None,
             created_at=now,
             last_login_at=now,
         )
-        session.add(new)
         outcome = Reconciliation(identity=new, created=True)
     survivor = outcome.identity
     # Rule 5: identified pupils other than the survivor are never merged into it.
@@ -277,7 +357,13 @@ async def _apply(
     survivor.school_code = school_code
     survivor.school_name = school_name
     survivor.last_login_at = now
-    await session.flush()
+    conn = await session.connection()
+    values = {name: getattr(survivor, name) for name in _WRITTEN}
+    if outcome.created:
+        inserted = values | {"sub": survivor.sub, "created_at": survivor.created_at}
+        survivor.id = (await conn.execute(_INSERT_IDENTITY, inserted)).scalar_one()
+    else:
+        await conn.execute(_UPDATE_IDENTITY, values | {"identity_id": survivor.id})
 
     victims = [i for i in temporaries if i.id != survivor.id]
     for victim in victims:
@@ -286,14 +372,16 @@ async def _apply(
 
     # Rule 2: claim every account of this login that nobody owns yet; an account owned by another
     # identified pupil stays theirs and is reported to DOV (rule 5, protocol art. 7).
+    claimed = []
     for account in profile.all_account_uuids:
         owner = alias_owner.get(account)
         if owner is None:
-            session.add(AccountAlias(account_uuid=account, identity_id=survivor.id, created_at=now))
+            claimed.append({"account_uuid": account, "identity_id": survivor.id, "created_at": now})
         elif owner in foreign:
             outcome.conflicts += 1
             await _report_conflict(session, account, survivor, foreign[owner], now)
-    await session.flush()
+    if claimed:
+        await conn.execute(_INSERT_ALIAS, claimed)
 
     # Events last: emit() takes the outbox lock, held until commit; nothing may wait after it.
     if outcome.created:
@@ -302,11 +390,19 @@ async def _apply(
         await events.emit(session, events.IDENTIFIED, survivor.sub)
     for sub in outcome.merged_subs:
         await events.emit(session, events.MERGED, survivor.sub, {"from": str(sub), "into": str(survivor.sub)})
-    await session.flush()
+    if session.new:  # reports and events (rare: most logins write neither)
+        await session.flush()
     return outcome
 
 
-async def _merge(session: AsyncSession, victim: Identity, survivor: Identity) -> None:
+# The columns a login writes (rule 6, and leer_id_uuid for rule 3); statements built once.
+_WRITTEN = ("leer_id_uuid", "given_name", "family_name", "school_code", "school_name", "last_login_at")
+_INSERT_IDENTITY = insert(Identity).returning(Identity.id)
+_UPDATE_IDENTITY = update(Identity).where(Identity.id == bindparam("identity_id"))
+_INSERT_ALIAS = insert(AccountAlias)
+
+
+async def _merge(session: AsyncSession, victim: IdentityRecord, survivor: IdentityRecord) -> None:
     """Rule 4: move the victim's aliases to the survivor and retire the victim's sub.
 
     Deleting the victim cascades to its sessions, so its tokens introspect ``active: false``.
@@ -318,7 +414,7 @@ async def _merge(session: AsyncSession, victim: Identity, survivor: Identity) ->
 
 
 async def _report_conflict(
-    session: AsyncSession, account: str, survivor: Identity, other: Identity, now: dt.datetime
+    session: AsyncSession, account: str, survivor: IdentityRecord, other: IdentityRecord, now: dt.datetime
 ) -> None:
     """Protocol art. 7: one open report per (account, pupils), however often they log in."""
     subs = sorted([str(survivor.sub), str(other.sub)])

@@ -20,7 +20,7 @@ from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from leerid_gateway.access import service as access
-from leerid_gateway.db import unit_of_work, utcnow
+from leerid_gateway.db import utcnow
 from leerid_gateway.identity import service as identity_service
 from leerid_gateway.kit import metrics
 from leerid_gateway.kit.crypto import Hasher, b64url, random_token
@@ -284,7 +284,8 @@ class RelyingParty:
 
     async def _admit(self, profile: LeerIdProfile, return_to: str, request_id: str | None) -> LoginResult:
         """The access decision and, if admitted, reconciliation + session, in one transaction."""
-        async with unit_of_work(self._factory) as db:
+
+        async def admission(db: AsyncSession) -> tuple[LoginResult, int] | None:
             school = await access.partner_school_of(db, profile)
             if school is None:
                 # Protocol art. 3: no enrolment (any more), no access — and the pupil's open
@@ -301,41 +302,45 @@ class RelyingParty:
                     fields=["school"],
                     request_id=request_id,
                 )
-                admitted = None
-            else:
-                index = profile.school_codes.index(school)
-                outcome = await identity_service.reconcile(
-                    db,
-                    profile,
-                    school_code=school,
-                    school_name=profile.school_names[index] if index < len(profile.school_names) else None,
-                )
+                return None
+            index = profile.school_codes.index(school)
+            outcome = await identity_service.reconcile(
+                db,
+                profile,
+                school_code=school,
+                school_name=profile.school_names[index] if index < len(profile.school_names) else None,
+            )
+            await privacy.record(
+                db,
+                actor="system",
+                action=privacy.LOGIN_RECEIVED,
+                purpose="authenticatie van de leerling (protocol art. 2, 2°)",
+                sub=outcome.identity.sub,
+                fields=LeerIdProfile.FIELDS,
+                request_id=request_id,
+            )
+            for merged in outcome.merged_subs:
                 await privacy.record(
                     db,
                     actor="system",
-                    action=privacy.LOGIN_RECEIVED,
-                    purpose="authenticatie van de leerling (protocol art. 2, 2°)",
-                    sub=outcome.identity.sub,
-                    fields=LeerIdProfile.FIELDS,
+                    action=privacy.IDENTITY_MERGED,
+                    purpose="één leerling, één identiteit",
+                    sub=merged,
                     request_id=request_id,
                 )
-                for merged in outcome.merged_subs:
-                    await privacy.record(
-                        db,
-                        actor="system",
-                        action=privacy.IDENTITY_MERGED,
-                        purpose="één leerling, één identiteit",
-                        sub=merged,
-                        request_id=request_id,
-                    )
-                cookie, row = await sessions.create(
-                    db, self.session_hasher, self.session_policy, outcome.identity.id
-                )
-                admitted = LoginResult(session_cookie=cookie, return_to=return_to, sid=row.id)
+            cookie, row = await sessions.create(
+                db, self.session_hasher, self.session_policy, outcome.identity.id
+            )
+            return LoginResult(session_cookie=cookie, return_to=return_to, sid=row.id), len(
+                outcome.merged_subs
+            )
+
+        admitted = await identity_service.in_retried_transaction(self._factory, admission)
         if admitted is None:
             raise access_refused(return_to)
-        metrics.login_admitted(merged=len(outcome.merged_subs))  # committed: one login, its merges
-        return admitted
+        result, merges = admitted
+        metrics.login_admitted(merged=merges)  # committed: one login, its merges
+        return result
 
     def end_session_url(self, end_session_endpoint: str | None, state: str | None = None) -> str | None:
         """OIDC RP-Initiated Logout 1.0 §2: send the browser on to ACM's logout, if it has one."""
