@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
+import httpx
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
@@ -17,6 +19,18 @@ from tests.support.browser import Browser
 from tests.support.servers import ServerThread, bind_loopback
 
 
+def _wait_for_background_start(world: World, url: str) -> None:
+    """On PostgreSQL the revocation listener loads the revoked token ids once it is connected: a
+    SQL span of its own trace, which must not fall inside the window this test inspects."""
+    if not world.settings.database_url.startswith("postgresql"):
+        return
+    deadline = time.monotonic() + 10
+    while httpx.get(f"{url}/readyz").json()["info"]["revocation_listener"] != "listening":
+        assert time.monotonic() < deadline, "the revocation listener did not start"
+        time.sleep(0.05)
+    time.sleep(0.3)  # the load that follows LISTEN
+
+
 async def test_a_login_is_one_trace_of_request_upstream_and_sql_spans(world: World) -> None:
     exporter = InMemorySpanExporter()
     sock = bind_loopback()
@@ -25,6 +39,7 @@ async def test_a_login_is_one_trace_of_request_upstream_and_sql_spans(world: Wor
     browser = Browser()
     try:
         traced.start()
+        _wait_for_background_start(world, url)
         start = browser.start_login(url, RETURN_TO)
         hop = browser.choose_pupil(start.headers["location"], "lotte")
         assert hop.url.startswith(f"{url}/callback?code=")

@@ -130,3 +130,33 @@ async def test_a_forged_genesis_is_detected_when_nothing_was_pruned(db: AsyncEng
         await conn.execute(text("DELETE FROM privacy_log WHERE id = :id"), {"id": ids[0]})
     result = await verdict(db)
     assert (result.ok, result.broken_id) == (False, ids[1])
+
+
+async def _record_one(factory: object, hold: float = 0.0) -> int:
+    import asyncio
+
+    async with unit_of_work(factory) as db:  # type: ignore[arg-type]
+        entry = await privacy.record(
+            db, actor="system", action=privacy.LOGIN_RECEIVED, purpose="authenticatie", sub=uuid.uuid4()
+        )
+        await asyncio.sleep(hold)  # still holding the journal lock, entry not yet committed
+    return entry.id
+
+
+async def test_writers_that_wait_for_each_other_still_form_one_chain(pg: AsyncEngine) -> None:
+    """The second writer asks for the head while the first holds the journal lock with an entry not
+    yet committed: it must wait, then chain to that entry (migration 0005: the head is read with a
+    snapshot taken after the lock was granted, not when the statement started)."""
+    import asyncio
+
+    factory = create_session_factory(pg)
+    first = asyncio.create_task(_record_one(factory, hold=0.5))
+    await asyncio.sleep(0.1)
+    others = await asyncio.gather(*(_record_one(factory) for _ in range(5)))
+    await first
+
+    async with pg.connect() as conn:
+        rows = (await conn.execute(select(PrivacyLogEntry.__table__).order_by(PrivacyLogEntry.id))).all()
+    assert len(rows) == 6 and rows[0].id == await first and sorted(others) == [r.id for r in rows[1:]]
+    assert all(later.prev_hash == earlier.hash for earlier, later in itertools.pairwise(rows))
+    assert (await verdict(pg)).ok

@@ -328,12 +328,11 @@ class RelyingParty:
                     sub=merged,
                     request_id=request_id,
                 )
-            cookie, row = await sessions.create(
+            cookie, sid = await sessions.create(
                 db, self.session_hasher, self.session_policy, outcome.identity.id
             )
-            return LoginResult(session_cookie=cookie, return_to=return_to, sid=row.id), len(
-                outcome.merged_subs
-            )
+            result = LoginResult(session_cookie=cookie, return_to=return_to, sid=sid)
+            return result, len(outcome.merged_subs)
 
         admitted = await identity_service.in_retried_transaction(self._factory, admission)
         if admitted is None:

@@ -9,10 +9,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from leerid_gateway.db import journal_lock, utcnow
+from leerid_gateway.db import JOURNAL_LOCK_KEY, journal_lock, utcnow
 from leerid_gateway.privacy.chain import GENESIS, entry_hash
 from leerid_gateway.privacy.models import PrivacyLogEntry
 
@@ -37,7 +37,16 @@ SYSTEM = "system"
 
 
 _HEAD = select(PrivacyLogEntry.hash).order_by(PrivacyLogEntry.id.desc()).limit(1)
+_LOCKED_HEAD = text("SELECT leerid_privacy_log_head(:k)")
 _APPEND = insert(PrivacyLogEntry).returning(PrivacyLogEntry.id)
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """The entry just appended: its id and its hash (the new head of the chain)."""
+
+    id: int
+    hash: str
 
 
 def staff_actor(name: str) -> str:
@@ -54,7 +63,7 @@ async def record(
     fields: Sequence[str] = (),
     request_id: str | None = None,
     data: dict[str, Any] | None = None,
-) -> PrivacyLogEntry:
+) -> Recorded:
     """Append one entry, chained to the last. No names and no LeerID keys: ``sub`` is the only
     reference to a pupil.
 
@@ -62,9 +71,14 @@ async def record(
     last hash read here is the one this entry follows. Written at once, so that the next entry of
     the same transaction finds it.
     """
-    await journal_lock(session)
     conn = await session.connection()
-    prev_hash = (await conn.execute(_HEAD)).scalar() or GENESIS
+    if conn.dialect.name == "postgresql":
+        # The journal lock and then the newest hash, in one call (migration 0005).
+        prev = (await conn.execute(_LOCKED_HEAD, {"k": JOURNAL_LOCK_KEY})).scalar()
+    else:
+        await journal_lock(session)
+        prev = (await conn.execute(_HEAD)).scalar()
+    prev_hash = prev or GENESIS
     at = utcnow()
     fields = list(fields)
     purpose = purpose[:200]
@@ -91,9 +105,9 @@ async def record(
         data=data,
     )
     # Core, not session.add + flush: one INSERT … RETURNING id without the unit-of-work machinery
-    # (the login's hot path writes one entry). The returned entry is a plain, detached record.
+    # (the login's hot path writes one entry).
     entry_id = (await conn.execute(_APPEND, values)).scalar_one()
-    return PrivacyLogEntry(id=entry_id, **values)
+    return Recorded(id=entry_id, hash=values["hash"])
 
 
 def _recomputed(entry: PrivacyLogEntry) -> str:

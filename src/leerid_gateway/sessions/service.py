@@ -33,35 +33,24 @@ class ActiveSession:
 
 async def create(
     db: AsyncSession, hasher: Hasher, policy: SessionPolicy, identity_id: int
-) -> tuple[str, BrowserSession]:
-    """Return (cookie value, row). Only the HMAC of the cookie value is stored."""
+) -> tuple[str, str]:
+    """Return (cookie value, session id). Only the HMAC of the cookie value is stored."""
     now = utcnow()
-    secret = random_token(32)
-    row = BrowserSession(
-        id=random_token(16),
-        secret_hash=hasher.digest(secret),
-        identity_id=identity_id,
-        created_at=now,
-        last_seen_at=now,
-        absolute_expires_at=now + policy.absolute,
-    )
+    secret, sid = random_token(32), random_token(16)
     # Core, not session.add + flush: one INSERT without the unit-of-work machinery (login hot path).
-    await (await db.connection()).execute(_INSERT, _columns(row))
-    return secret, row
+    row = {
+        "id": sid,
+        "secret_hash": hasher.digest(secret),
+        "identity_id": identity_id,
+        "created_at": now,
+        "last_seen_at": now,
+        "absolute_expires_at": now + policy.absolute,
+    }
+    await (await db.connection()).execute(_INSERT, row)
+    return secret, sid
 
 
 _INSERT = insert(BrowserSession)
-
-
-def _columns(row: BrowserSession) -> dict[str, object]:
-    return {
-        "id": row.id,
-        "secret_hash": row.secret_hash,
-        "identity_id": row.identity_id,
-        "created_at": row.created_at,
-        "last_seen_at": row.last_seen_at,
-        "absolute_expires_at": row.absolute_expires_at,
-    }
 
 
 async def resolve(
