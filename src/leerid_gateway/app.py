@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
-import httpx
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
@@ -27,6 +26,7 @@ from leerid_gateway.oidc import router as oidc_router
 from leerid_gateway.oidc.provider import Provider
 from leerid_gateway.oidc.resilience import Upstream
 from leerid_gateway.oidc.service import RelyingParty
+from leerid_gateway.oidc.upstream import new_client as upstream_http_client
 from leerid_gateway.privacy.retention import RetentionScheduler
 from leerid_gateway.sessions import router as sessions_router
 from leerid_gateway.settings import Settings
@@ -47,12 +47,7 @@ VERSION = "0.1.0"
 def build_gateway(settings: Settings) -> Gateway:
     engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
     factory = create_session_factory(engine)
-    http = httpx.AsyncClient(
-        timeout=httpx.Timeout(settings.oidc_http_timeout),
-        limits=httpx.Limits(max_connections=50, max_keepalive_connections=20),
-        follow_redirects=False,
-        headers={"User-Agent": f"leerid-gateway/{VERSION}"},
-    )
+    http = upstream_http_client(timeout=settings.oidc_http_timeout, user_agent=f"leerid-gateway/{VERSION}")
     upstream = Upstream(
         http,
         retries=settings.upstream_retries,

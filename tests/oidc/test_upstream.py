@@ -9,7 +9,7 @@ import pytest
 import respx
 
 from leerid_gateway.kit.errors import UpstreamError
-from leerid_gateway.oidc.upstream import MAX_BODY, request_json
+from leerid_gateway.oidc.upstream import MAX_BODY, new_client, request_json
 
 URL = "https://acm.example/op/token"
 
@@ -169,3 +169,22 @@ async def test_streamed_oversized_body_stops_reading_early(
     router.post(URL).mock(side_effect=lambda request: httpx.Response(200, content=endless()))
     assert "larger than" in (await failure(http)).detail
     assert sent <= MAX_BODY + 2 * 64 * 1024
+
+
+async def test_the_shared_client_keeps_no_cookie_from_one_pupils_login_for_the_next(
+    router: respx.MockRouter,
+) -> None:
+    """One client serves every login: a cookie set during one token exchange must not be sent on
+    the next (another pupil's) call."""
+    sent: list[str | None] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request.headers.get("cookie"))
+        return httpx.Response(200, json={"ok": True}, headers={"Set-Cookie": "acm_session=pupil-1; Path=/"})
+
+    router.post(URL).mock(side_effect=answer)
+    async with new_client(timeout=5, user_agent="test") as client:
+        await request_json(client, "token", "POST", URL)
+        await request_json(client, "token", "POST", URL)
+        assert len(client.cookies) == 0
+    assert sent == [None, None]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 
 import httpx
@@ -17,6 +18,28 @@ from leerid_gateway.kit.errors import UpstreamError
 from leerid_gateway.kit.middleware import request_id_var
 
 MAX_BODY = 512 * 1024  # far above any real discovery/JWKS/token/userinfo answer
+
+
+class _NoCookies(DefaultCookiePolicy):
+    """One client serves every pupil's login: a cookie ACM or the datastore sets during one pupil's
+    token exchange must never ride along on the next pupil's calls. Nothing is stored, nothing sent."""
+
+    def set_ok(self, cookie: Any, request: Any) -> bool:
+        return False
+
+    def return_ok(self, cookie: Any, request: Any) -> bool:
+        return False
+
+
+def new_client(*, timeout: float, user_agent: str) -> httpx.AsyncClient:
+    """The one HTTP client for ACM and the datastore (connection pooling, no redirects, no cookies)."""
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(timeout),
+        limits=httpx.Limits(max_connections=50, max_keepalive_connections=20),
+        follow_redirects=False,
+        headers={"User-Agent": user_agent},
+        cookies=CookieJar(policy=_NoCookies()),
+    )
 
 
 @metrics.timed_upstream  # latency histogram per endpoint (kind) and outcome
