@@ -6,6 +6,7 @@ from sqlalchemy import bindparam, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leerid_gateway.access.models import PartnerSchool
+from leerid_gateway.db import connection
 from leerid_gateway.leerid.profile import LeerIdProfile
 
 # Built once: constructing the statement costs more CPU than running its cached compiled form.
@@ -16,7 +17,7 @@ async def partner_school_of(db: AsyncSession, profile: LeerIdProfile) -> str | N
     """The first of the pupil's enrolments that is at a partner school, or None (refuse)."""
     if not profile.school_codes:
         return None
-    conn = await db.connection()
+    conn = await connection(db)
     partners = set((await conn.execute(_PARTNERS_AMONG, {"codes": list(profile.school_codes)})).scalars())
     return next((code for code in profile.school_codes if code in partners), None)
 

@@ -32,7 +32,7 @@ from sqlalchemy import bindparam, delete, insert, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from leerid_gateway.db import unit_of_work, utcnow
+from leerid_gateway.db import connection, unit_of_work, utcnow
 from leerid_gateway.identity import events
 from leerid_gateway.identity.models import AccountAlias, DataQualityReport, Identity
 from leerid_gateway.leerid.profile import LeerIdProfile
@@ -106,7 +106,7 @@ _TRY_LOCK_KEYS = text(
 async def _try_lock_keys(session: AsyncSession, keys: Iterable[str]) -> bool:
     """Advisory locks on ``keys`` without waiting; False if any is held by another transaction."""
     ordered = sorted({_lock_key(k) for k in keys})
-    return bool((await (await session.connection()).execute(_TRY_LOCK_KEYS, {"keys": ordered})).scalar())
+    return bool((await (await connection(session)).execute(_TRY_LOCK_KEYS, {"keys": ordered})).scalar())
 
 
 async def lock_keys(session: AsyncSession, keys: Iterable[str]) -> None:
@@ -116,7 +116,7 @@ async def lock_keys(session: AsyncSession, keys: Iterable[str]) -> None:
     ordered = sorted({_lock_key(k) for k in keys})
     # One round trip for all of them: unnest() yields the array in order, and a function scan
     # feeds the locks one by one in that order, so the sorted-order rule (no deadlock) holds.
-    await (await session.connection()).execute(_LOCK_KEYS, {"keys": ordered})
+    await (await connection(session)).execute(_LOCK_KEYS, {"keys": ordered})
 
 
 # The statements of a reconciliation, built once (building one costs more CPU than running it).
@@ -195,7 +195,7 @@ async def _find_with_aliases(session: AsyncSession, profile: LeerIdProfile) -> _
     if profile.leer_id_uuid is not None:
         statement, params["leer_id_uuid"] = _FIND_BY_KEYS, profile.leer_id_uuid
     found = _Found(identities=[], aliases={})
-    for *columns, account in await (await session.connection()).execute(statement, params):
+    for *columns, account in await (await connection(session)).execute(statement, params):
         if not found.identities or found.identities[-1].id != columns[0]:
             found.identities.append(IdentityRecord(*columns))
         if account is not None:
@@ -357,7 +357,7 @@ async def _apply(
     survivor.school_code = school_code
     survivor.school_name = school_name
     survivor.last_login_at = now
-    conn = await session.connection()
+    conn = await connection(session)
     values = {name: getattr(survivor, name) for name in _WRITTEN}
     if outcome.created:
         inserted = values | {"sub": survivor.sub, "created_at": survivor.created_at}

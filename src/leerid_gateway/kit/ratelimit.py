@@ -27,7 +27,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
-from leerid_gateway.db import Base, unit_of_work
+from leerid_gateway.db import Base, connection, unit_of_work
 
 WINDOW = 60
 
@@ -133,7 +133,7 @@ class RateLimiter:
         counted = self.prepare(bucket, subject, limit)
         if counted is None:
             return
-        self.judge(bucket, counted, await self.upsert(await db.connection(), counted))
+        self.judge(bucket, counted, await self.upsert(await connection(db), counted))
 
     async def upsert(self, conn: AsyncConnection, counted: Count) -> int:
         """Add one to the counter in the caller's transaction; return its new value."""
