@@ -20,17 +20,15 @@ import random
 import statistics
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sqlalchemy import event, select
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bench.stand import PARTNER_SCHOOL, Stand, create_database, drop_database, machine, psql
 from bench.wrkrun import RESULTS
 from leerid_gateway.db import create_engine, create_session_factory
 from leerid_gateway.identity import service as identity_service
-from leerid_gateway.identity.models import AccountAlias, Identity
 from leerid_gateway.leerid.profile import LeerIdProfile
 
 DATABASE = "leerid_bench_reconcile"
@@ -119,21 +117,6 @@ def kinds(size: int, calls: int) -> dict[str, list[LeerIdProfile]]:
     }
 
 
-async def find_identities_union(session: AsyncSession, profile: LeerIdProfile) -> list[Identity]:
-    """The proposed fix (bench-only what-if): ``id IN (alias lookup UNION leer_id lookup)`` instead
-    of ``id IN (alias lookup) OR leer_id_uuid = …`` — same rows, two index lookups."""
-    ids = select(AccountAlias.identity_id).where(AccountAlias.account_uuid.in_(profile.all_account_uuids))
-    if profile.leer_id_uuid is not None:
-        ids = ids.union(select(Identity.id).where(Identity.leer_id_uuid == profile.leer_id_uuid))  # type: ignore[assignment]
-    result = await session.scalars(
-        select(Identity)
-        .where(Identity.id.in_(ids))
-        .order_by(Identity.id)
-        .execution_options(populate_existing=True)
-    )
-    return list(result)
-
-
 async def explain_all(
     factory: async_sessionmaker[AsyncSession], profile: LeerIdProfile
 ) -> list[dict[str, str]]:
@@ -203,14 +186,6 @@ async def run(calls: int, small: int, large: int) -> dict[str, Any]:
             )
             results["explain_new"] = await explain_all(factory, new_pupil(0))
 
-            original: Callable[..., Awaitable[list[Identity]]] = identity_service.find_identities
-            identity_service.find_identities = find_identities_union  # type: ignore[assignment]
-            try:
-                print("  what-if: find_identities with UNION instead of OR")
-                results["whatif_union"] = await bench_size(factory, large, calls)
-                results["explain_union_returning_identified"] = await explain_all(factory, returning_pupil(g))
-            finally:
-                identity_service.find_identities = original  # type: ignore[assignment]
         finally:
             await engine.dispose()
     finally:

@@ -130,6 +130,8 @@ class Stand:
         self.oidc_secret = secrets.token_urlsafe(24)
         self.env = {
             "PATH": os.environ["PATH"],
+            # Passed on so that a bench can run another checkout's src/ (before/after comparisons).
+            **({"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}),
             "LEERID_ENVIRONMENT": "production",
             "LEERID_DATABASE_URL": self.database_url,
             "LEERID_DATABASE_POOL_SIZE": "5",
