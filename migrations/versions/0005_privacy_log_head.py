@@ -25,6 +25,11 @@ _FUNCTION = """
 CREATE FUNCTION leerid_privacy_log_head(journal_lock_key bigint) RETURNS varchar
 LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
+  -- Only READ COMMITTED gives the read below a snapshot taken after the lock was granted.
+  IF current_setting('transaction_isolation') <> 'read committed' THEN
+    RAISE EXCEPTION 'leerid_privacy_log_head needs READ COMMITTED, not %',
+      current_setting('transaction_isolation');
+  END IF;
   PERFORM pg_advisory_xact_lock(journal_lock_key);
   RETURN (SELECT hash FROM privacy_log ORDER BY id DESC LIMIT 1);
 END $$

@@ -92,7 +92,9 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
             hide_parameters=True,
             pool_size=pool_size,
             max_overflow=pool_size,
-            pool_recycle=1800,
+            # Below the idle timeouts of load balancers and NAT gateways that drop idle connections
+            # without a FIN (AWS NLB: 350 s), which the checkout check cannot see.
+            pool_recycle=300,
             connect_args={"server_settings": {"application_name": "leerid-gateway"}},
         )
         event.listen(engine.sync_engine, "checkout", _closed_connections_are_replaced)
@@ -111,8 +113,10 @@ def _closed_connections_are_replaced(dbapi_connection: Any, _record: Any, _proxy
     socket, so a server-side close is seen when it happens and ``is_closed()`` is up to date.
     Raising DisconnectionError here makes the pool discard the connection and check out another
     (SQLAlchemy, "Connection Pooling → Disconnect Handling - Pessimistic", custom checkout event).
-    A peer that vanished without closing (no FIN) is not caught by either check; the statement
-    then fails once, the pool is invalidated and the next request gets fresh connections.
+    What it cannot see is a connection dropped silently on the way (a middlebox's idle timeout, no
+    FIN): pre-ping would have replaced it, here its first statement fails (one failed request; the
+    pool then replaces all older connections). ``pool_recycle`` is kept below the usual idle
+    timeouts of such middleboxes for that reason.
     """
     if dbapi_connection.driver_connection.is_closed():
         raise DisconnectionError("the server closed this pooled connection")
@@ -174,8 +178,19 @@ async def connection(session: AsyncSession) -> AsyncConnection:
 _CONNECTION = "leerid_gateway.connection"
 
 
+async def flush_pending(session: AsyncSession) -> None:
+    """Flush only if the session holds unwritten changes (a flush of nothing still costs)."""
+    if session.new or session.dirty or session.deleted:
+        await session.flush()
+
+
 async def journal_lock(session: AsyncSession) -> None:
-    """Serialise journal writers until commit (PostgreSQL; SQLite has a single writer anyway)."""
+    """Serialise journal writers until commit (PostgreSQL; SQLite has a single writer anyway).
+
+    Pending ORM changes are written first: the journal lock is the last lock a transaction takes,
+    so no row change may wait (for a row lock held by, say, an erasure) while it is held.
+    """
+    await flush_pending(session)
     conn = await connection(session)
     if conn.dialect.name == "postgresql":
         await conn.execute(_JOURNAL_LOCK, {"k": JOURNAL_LOCK_KEY})

@@ -160,3 +160,10 @@ async def test_writers_that_wait_for_each_other_still_form_one_chain(pg: AsyncEn
     assert len(rows) == 6 and rows[0].id == await first and sorted(others) == [r.id for r in rows[1:]]
     assert all(later.prev_hash == earlier.hash for earlier, later in itertools.pairwise(rows))
     assert (await verdict(pg)).ok
+
+
+async def test_the_head_is_refused_outside_read_committed(pg: AsyncEngine) -> None:
+    """Under REPEATABLE READ the head read after the lock could be stale: the function refuses."""
+    factory = create_session_factory(pg.execution_options(isolation_level="REPEATABLE READ"))
+    with pytest.raises(DBAPIError, match="READ COMMITTED"):
+        await _record_one(factory)

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from sqlalchemy import bindparam, delete, insert, select, text, update
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from leerid_gateway.db import connection, unit_of_work, utcnow
@@ -43,6 +43,7 @@ T = TypeVar("T")
 # Keys an earlier attempt of the same transaction found it needed: the next attempt waits for them
 # in order from the start, so contention on the same identity cannot repeat.
 _keys_learnt: ContextVar[frozenset[str]] = ContextVar("keys_learnt", default=frozenset())
+_in_retried_transaction: ContextVar[bool] = ContextVar("in_retried_transaction", default=False)
 
 # A unique violation or deadlock can only reach here if the locking above has a hole; retrying
 # from a fresh read is then correct (the other login's rows are committed and will be found).
@@ -222,6 +223,9 @@ async def reconcile(
     temporary identity in place; (4) several identities of one pupil merge into one survivor —
     the identified one, else the oldest; (5) two identified identities never merge: a
     data-quality report is filed instead; (6) the latest login's attributes overwrite.
+
+    Run it through ``in_retried_transaction``: on PostgreSQL it raises ``Contended`` when another
+    login holds a key it must take without waiting, and only a fresh transaction can go on.
     """
     keys = _profile_keys(profile) | _keys_learnt.get()
     await lock_keys(session, keys)
@@ -253,12 +257,20 @@ async def in_retried_transaction(
     """Run ``work`` in one transaction; run it again, in a fresh one, when it was Contended or hit a
     unique violation or deadlock (the last line of defence: the locks should make those impossible,
     and a fresh read then finds the other transaction's committed rows). A transaction holds no
-    state outside the database, so running it again is exactly as if the first never happened."""
+    state outside the database, so running it again is exactly as if the first never happened.
+
+    Never nested: an inner call would open a second connection while the outer transaction holds
+    advisory locks, and could wait for one of them, a wait PostgreSQL cannot see as a deadlock.
+    """
+    if _in_retried_transaction.get():
+        raise RuntimeError("in_retried_transaction() must not be nested")
+    running = _in_retried_transaction.set(True)
     learnt = _keys_learnt.set(frozenset())
     try:
         return await _attempts(factory, work)
     finally:
         _keys_learnt.reset(learnt)
+        _in_retried_transaction.reset(running)
 
 
 async def _attempts(
@@ -300,7 +312,9 @@ def _sqlstate(exc: DBAPIError) -> str | None:
 
 
 def _retryable(exc: DBAPIError) -> bool:
-    return isinstance(exc, IntegrityError) or _sqlstate(exc) in _RETRYABLE_SQLSTATES
+    # Unique violation, deadlock, serialization failure: a race the locks should have prevented. Not
+    # any IntegrityError: a not-null or check violation (bad data) would fail the same way again.
+    return _sqlstate(exc) in _RETRYABLE_SQLSTATES
 
 
 async def _apply(

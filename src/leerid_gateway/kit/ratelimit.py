@@ -11,7 +11,9 @@ the caller's own statement (``/login`` and ``/callback``: ``oidc/store.py``). Wh
   client costs nothing);
 - the staff API per address.
 
-Over the limit: 429 with ``Retry-After`` (RFC 6585 §4), a Dutch page for pupils.
+Over the limit: 429 with ``Retry-After`` (RFC 6585 §4), a Dutch page for pupils. (Counted in the
+caller's transaction, the refused request's increment rolls back with it; counted as a CTE, it
+stays. Either way the counter is over the limit until its window ends.)
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from leerid_gateway.db import JOURNAL_LOCK_KEY, connection, journal_lock, utcnow
+from leerid_gateway.db import JOURNAL_LOCK_KEY, connection, flush_pending, journal_lock, utcnow
 from leerid_gateway.privacy.chain import GENESIS, entry_hash
 from leerid_gateway.privacy.models import PrivacyLogEntry
 
@@ -71,6 +71,7 @@ async def record(
     last hash read here is the one this entry follows. Written at once, so that the next entry of
     the same transaction finds it.
     """
+    await flush_pending(session)  # as journal_lock does: no row change after the journal lock
     conn = await connection(session)
     if conn.dialect.name == "postgresql":
         # The journal lock and then the newest hash, in one call (migration 0005).
