@@ -97,8 +97,6 @@ def _is_postgres(session: AsyncSession) -> bool:
 
 
 _LOCK_KEYS = text("SELECT count(pg_advisory_xact_lock(k)) FROM unnest(CAST(:keys AS bigint[])) AS k")
-
-
 _TRY_LOCK_KEYS = text(
     "SELECT bool_and(pg_try_advisory_xact_lock(k)) FROM unnest(CAST(:keys AS bigint[])) AS k"
 )

@@ -75,15 +75,22 @@ COUNTED_CTE = (
 
 @dataclass(frozen=True, slots=True)
 class Count:
-    """One request to count: the counter's key and window, and the limit it is judged against."""
+    """One request to count: its bucket, the counter's key and window, and the limit it is judged
+    against."""
 
+    bucket: str
     key: str
     window: int
     limit: int
     at: float
 
     def params(self) -> dict[str, Any]:
+        """The bind parameters of ``COUNTED_CTE`` (and ``:rate_limit`` for the caller's condition)."""
         return {"rate_key": self.key, "rate_window": self.window, "rate_limit": self.limit}
+
+
+def _key(bucket: str, subject: str) -> str:
+    return f"{bucket}:{subject}"[:200]
 
 
 class RateLimiter:
@@ -94,7 +101,7 @@ class RateLimiter:
         self._blocked: dict[str, float] = {}
 
     def check_blocked(self, bucket: str, subject: str) -> None:
-        key = f"{bucket}:{subject}"
+        key = _key(bucket, subject)
         until = self._blocked.get(key)
         if until is not None:
             if until > time.time():
@@ -103,11 +110,10 @@ class RateLimiter:
 
     async def hit(self, bucket: str, subject: str, limit: int) -> None:
         """Count one request in its own short transaction; raise RateLimited over ``limit``."""
-        if not self.enabled or limit <= 0:
-            return
-        self.check_blocked(bucket, subject)
-        async with unit_of_work(self._factory) as db:
-            await self.count(db, bucket, subject, limit)
+        counted = self.prepare(bucket, subject, limit)
+        if counted is not None:
+            async with unit_of_work(self._factory) as db:
+                await self.add(await connection(db), counted)
 
     def prepare(self, bucket: str, subject: str, limit: int) -> Count | None:
         """What to count for one request, or None when this limit is off. Raises RateLimited at once
@@ -116,33 +122,26 @@ class RateLimiter:
             return None
         self.check_blocked(bucket, subject)
         now = time.time()
-        return Count(key=f"{bucket}:{subject}"[:200], window=int(now // WINDOW), limit=limit, at=now)
+        return Count(bucket, _key(bucket, subject), window=int(now // WINDOW), limit=limit, at=now)
 
-    def judge(self, bucket: str, counted: Count, count: int) -> None:
+    async def add(self, conn: AsyncConnection, counted: Count) -> None:
+        """Count one request inside the caller's transaction. Over the limit the exception rolls
+        the caller's transaction back, the increment with it: the counter rests at the limit and
+        every further request is refused until the window ends, from this replica's memory
+        without asking the database."""
+        params = {"key": counted.key, "window": counted.window}
+        count = int((await conn.execute(_UPSERT[conn.dialect.name], params)).scalar_one())
+        await housekeeping(conn, counted)
+        self.judge(counted, count)
+
+    def judge(self, counted: Count, count: int) -> None:
         """Raise RateLimited when ``count`` (the counter after this request) is over the limit."""
         if count > counted.limit:
             until = (counted.window + 1) * WINDOW
             self._blocked[counted.key] = until
             if len(self._blocked) > 10000:
                 self._blocked.clear()
-            raise RateLimited(bucket, max(1, int(until - counted.at) + 1))
-
-    async def count(self, db: AsyncSession, bucket: str, subject: str, limit: int) -> None:
-        """Count one request inside the caller's transaction. Over the limit the caller's transaction
-        is rolled back by the exception, the increment with it: the counter rests at the limit and
-        every further request is refused until the window ends, from this replica's memory without
-        asking the database."""
-        counted = self.prepare(bucket, subject, limit)
-        if counted is None:
-            return
-        self.judge(bucket, counted, await self.upsert(await connection(db), counted))
-
-    async def upsert(self, conn: AsyncConnection, counted: Count) -> int:
-        """Add one to the counter in the caller's transaction; return its new value."""
-        params = {"key": counted.key, "window": counted.window}
-        count = int((await conn.execute(_UPSERT[conn.dialect.name], params)).scalar_one())
-        await housekeeping(conn, counted)
-        return count
+            raise RateLimited(counted.bucket, max(1, int(until - counted.at) + 1))
 
 
 async def housekeeping(conn: AsyncConnection, counted: Count) -> None:

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy import TextClause, bindparam, delete, insert, text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from leerid_gateway.kit.ratelimit import COUNTED_CTE, Count, RateLimiter, housekeeping
 from leerid_gateway.oidc.models import LoginTransaction
@@ -69,14 +70,11 @@ async def open_login(
     """Count this /login and store its login row (only when within the limit)."""
     counted = limiter.prepare("login", client, limit)
     if engine.dialect.name == "postgresql" and counted is not None:
-        async with engine.connect() as conn:
-            await conn.execution_options(isolation_level="AUTOCOMMIT")
-            count = int((await conn.execute(_OPEN_COUNTED, row | counted.params())).scalar_one())
-            await housekeeping(conn, counted)
-        limiter.judge("login", counted, count)
+        await _counted(engine, limiter, counted, _OPEN_COUNTED, row)
         return
     async with engine.begin() as conn:
-        await _count(conn, limiter, "login", counted)
+        if counted is not None:
+            await limiter.add(conn, counted)
         await conn.execute(_OPEN, row)
 
 
@@ -92,20 +90,29 @@ async def redeem_login(
     """Count this /callback and consume its login row: once, and only from the browser that
     started it (RFC 6819 §4.4.1.8, RFC 9700 §2.1). None when there is no such row."""
     counted = limiter.prepare("callback", client, limit)
-    keys = {"state_hash": state_hash, "browser_hash": browser_hash}
+    keys: dict[str, object] = {"state_hash": state_hash, "browser_hash": browser_hash}
     if engine.dialect.name == "postgresql" and counted is not None:
-        async with engine.connect() as conn:
-            await conn.execution_options(isolation_level="AUTOCOMMIT")
-            found = (await conn.execute(_REDEEM_COUNTED, keys | counted.params())).one()
-            await housekeeping(conn, counted)
-        limiter.judge("callback", counted, int(found[0]))
+        found = await _counted(engine, limiter, counted, _REDEEM_COUNTED, keys)
         return None if found[1] is None else Redeemed(*found[1:])
     async with engine.begin() as conn:
-        await _count(conn, limiter, "callback", counted)
+        if counted is not None:
+            await limiter.add(conn, counted)
         row = (await conn.execute(_REDEEM, keys)).first()
     return None if row is None else Redeemed(*row)
 
 
-async def _count(conn: AsyncConnection, limiter: RateLimiter, bucket: str, counted: Count | None) -> None:
-    if counted is not None:
-        limiter.judge(bucket, counted, await limiter.upsert(conn, counted))
+async def _counted(
+    engine: AsyncEngine,
+    limiter: RateLimiter,
+    counted: Count,
+    statement: TextClause,
+    params: dict[str, object],
+) -> tuple[Any, ...]:
+    """Run one statement whose first column is the rate counter (``COUNTED_CTE``), in autocommit
+    mode: atomic on its own, no BEGIN/COMMIT. Raises RateLimited over the limit."""
+    async with engine.connect() as conn:
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
+        found = (await conn.execute(statement, params | counted.params())).one()
+        await housekeeping(conn, counted)
+    limiter.judge(counted, int(found[0]))
+    return tuple(found)

@@ -71,40 +71,27 @@ async def record(
     last hash read here is the one this entry follows. Written at once, so that the next entry of
     the same transaction finds it.
     """
-    await flush_pending(session)  # as journal_lock does: no row change after the journal lock
     conn = await connection(session)
     if conn.dialect.name == "postgresql":
-        # The journal lock and then the newest hash, in one call (migration 0005).
+        # The journal lock and then the newest hash, in one call (migration 0005); pending ORM
+        # changes first, as journal_lock() does: no row change after the journal lock.
+        await flush_pending(session)
         prev = (await conn.execute(_LOCKED_HEAD, {"k": JOURNAL_LOCK_KEY})).scalar()
     else:
         await journal_lock(session)
         prev = (await conn.execute(_HEAD)).scalar()
-    prev_hash = prev or GENESIS
-    at = utcnow()
-    fields = list(fields)
-    purpose = purpose[:200]
     values: dict[str, Any] = {
-        "at": at,
+        "prev_hash": prev or GENESIS,
+        "at": utcnow(),
         "actor": actor,
         "action": action,
         "sub": sub,
-        "fields": fields,
-        "purpose": purpose,
+        "fields": list(fields),
+        "purpose": purpose[:200],
         "request_id": request_id,
         "data": data,
-        "prev_hash": prev_hash,
     }
-    values["hash"] = entry_hash(
-        prev_hash,
-        at=at,
-        actor=actor,
-        action=action,
-        sub=sub,
-        fields=fields,
-        purpose=purpose,
-        request_id=request_id,
-        data=data,
-    )
+    values["hash"] = entry_hash(**values)
     # Core, not session.add + flush: one INSERT … RETURNING id without the unit-of-work machinery
     # (the login's hot path writes one entry).
     entry_id = (await conn.execute(_APPEND, values)).scalar_one()
