@@ -16,7 +16,7 @@ URL = "https://acm.example/op/token"
 
 @pytest.fixture
 def router() -> Iterator[respx.MockRouter]:
-    with respx.mock(assert_all_called=True) as mock:
+    with respx.mock(assert_all_called=True, using="httpx") as mock:
         yield mock
 
 
