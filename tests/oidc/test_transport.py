@@ -381,3 +381,164 @@ async def test_tls_verifies_the_server_and_keeps_the_connection_alive(tmp_path: 
         async with client() as http:  # the default trust store does not know this certificate
             with pytest.raises(httpx.ConnectError, match="certificate"):
                 await http.get(url)
+
+
+# --- what a lying or sloppy server sends (found in review) -----------------------------------------
+A = b'HTTP/1.1 200 OK\r\nContent-Length: 13\r\n\r\n{"pupil":"A"}'
+B = b'HTTP/1.1 200 OK\r\nContent-Length: 13\r\n\r\n{"pupil":"B"}'
+
+
+async def test_a_second_answer_glued_to_the_first_is_nobodys_answer() -> None:
+    async def handler(server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.read_request(reader)
+        writer.write(A + B)
+        await reader.read()
+
+    async with serving(handler) as server, client() as http:
+        assert (await http.get(server.url)).json() == {"pupil": "A"}
+        assert (await http.get(server.url)).json() == {"pupil": "A"}  # on a new connection, never B
+    assert server.connections == 2
+
+
+async def test_the_start_of_an_unasked_answer_never_reaches_the_next_request() -> None:
+    async def handler(server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.read_request(reader)
+        writer.write(A + B[:30])
+        await writer.drain()
+        await server.read_request(reader)
+        writer.write(B[30:])
+        await reader.read()
+
+    async with serving(handler) as server, client() as http:
+        assert (await http.get(server.url)).json() == {"pupil": "A"}
+        # never B, which was sent before this request existed: a new connection, its own answer
+        assert (await http.get(server.url)).json() == {"pupil": "A"}
+    assert server.connections == 2
+
+
+async def test_garbage_after_an_answer_closes_the_connection() -> None:
+    async def handler(server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.read_request(reader)
+        writer.write(A + b"XYZ garbage")
+        await reader.read()
+
+    async with serving(handler) as server, client() as http:
+        answer = await http.get(server.url)
+        assert (answer.status_code, answer.json()) == (200, {"pupil": "A"})
+        transport = http._transport
+        assert isinstance(transport, Http1Transport)
+        assert not any(transport._idle.values())
+
+
+async def test_a_hang_up_after_an_earlier_answer_leaves_nothing_of_it_behind() -> None:
+    async def handler(server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.read_request(reader)
+        writer.write(b"HTTP/1.1 204 No Content\r\nX-Stale: 1\r\n\r\n")
+        await writer.drain()
+        await server.read_request(reader)
+        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        await writer.drain()
+
+    async with serving(handler) as server, client() as http:
+        assert (await http.get(server.url)).status_code == 204
+        with pytest.raises(httpx.RemoteProtocolError):
+            await http.get(server.url)
+
+
+async def test_a_reset_connection_is_not_the_end_of_a_close_delimited_body() -> None:
+    import socket
+    import struct
+
+    async def handler(server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.read_request(reader)
+        writer.write(b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{"sub": "12')
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = RST
+        writer.transport.abort()
+
+    async with serving(handler) as server, client() as http:
+        with pytest.raises(httpx.RemoteProtocolError):
+            await http.get(server.url)
+
+
+async def test_trailer_fields_are_not_header_fields() -> None:
+    chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: application/json\r\n\r\n"
+    chunked += b"2\r\n{}\r\n0\r\nContent-Type: text/evil\r\nX-Trailer: 1\r\n\r\n"
+    async with scripted(chunked) as server, client() as http:
+        answer = await http.get(server.url)
+    assert answer.headers.get_list("content-type") == ["application/json"]
+    assert "x-trailer" not in answer.headers
+
+
+async def test_close_delimited_with_a_transfer_coding_other_than_chunked() -> None:
+    async def handler(server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: identity\r\n\r\n{}")
+
+    async with serving(handler) as server, client() as http:
+        assert (await http.get(server.url)).content == b"{}"
+
+
+async def test_the_http_version_is_the_servers() -> None:
+    async with scripted(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n{}") as server, client() as http:
+        assert (await http.get(server.url)).http_version == "HTTP/1.0"
+
+
+@pytest.mark.parametrize(
+    ("method", "headers"),
+    [
+        ("GET / HTTP/1.1\r\nX-INJECTED: 1\r\nX:", {}),
+        ("GÉT", {}),
+        ("GET", {"X-Value": "a\x0bb"}),
+        ("GET", {"X-Value": "a\x7fb"}),
+    ],
+)
+async def test_a_request_that_could_be_misread_is_never_sent(method: str, headers: dict[str, str]) -> None:
+    async with scripted(OK) as server, client() as http:
+        with pytest.raises(httpx.LocalProtocolError):
+            await http.request(method, server.url, headers=headers)
+    assert server.requests == []
+
+
+async def test_a_streaming_request_body_is_refused_not_sent_unframed() -> None:
+    async def body() -> AsyncIterator[bytes]:
+        yield b"0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+
+    async with scripted(OK) as server, client() as http:
+        with pytest.raises(httpx.UnsupportedProtocol):
+            await http.post(server.url, content=body())
+    assert server.requests == []
+
+
+async def test_an_early_final_answer_while_the_body_is_still_being_sent() -> None:
+    async def handler(server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")  # the head only; the body is never read
+        writer.write(b"HTTP/1.1 413 Content Too Large\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}")
+        await writer.drain()
+        await asyncio.sleep(0.5)
+
+    async with serving(handler) as server, client(httpx.Timeout(2.0, write=1.0)) as http:
+        answer = await http.post(server.url, content=b"x" * 8_000_000)
+    assert answer.status_code == 413
+
+
+async def test_a_connection_the_server_closed_right_after_its_answer_is_not_reused() -> None:
+    """The keep-alive race (no Connection: close, then a close): the FIN is in the socket before
+    the next request, but the event loop has not read it yet. Checked before reuse, as httpcore does."""
+
+    async def handler(server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.read_request(reader)
+        writer.write(OK)
+        await writer.drain()
+
+    failures = 0
+    async with serving(handler) as server, client() as http:
+        for _ in range(100):
+            try:
+                await http.get(server.url)
+            except httpx.RemoteProtocolError:
+                failures += 1
+    assert failures == 0
+    assert server.connections == 100

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
@@ -188,3 +189,29 @@ async def test_the_shared_client_keeps_no_cookie_from_one_pupils_login_for_the_n
         await request_json(client, "token", "POST", URL)
         assert len(client.cookies) == 0
     assert sent == [None, None]
+
+
+async def test_a_proxy_from_the_environment_is_still_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    """request_json sends through the transport httpx picks for the URL: with HTTP_PROXY set that is
+    httpx's own proxy transport (the gateway's Http1Transport does no proxying)."""
+    seen: list[bytes] = []
+
+    async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(await reader.readuntil(b"\r\n\r\n"))
+        writer.write(b'HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n{"via": 1}\n')
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(proxy, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "HTTPS_PROXY", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
+    try:
+        async with new_client(timeout=5, user_agent="test") as client:
+            status, body = await request_json(client, "datastore", "GET", "http://acm.example/userinfo")
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert (status, body) == (200, {"via": 1})
+    assert seen and seen[0].startswith(b"GET http://acm.example/userinfo HTTP/1.1\r\n")

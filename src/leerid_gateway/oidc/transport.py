@@ -1,37 +1,46 @@
 """The HTTP/1.1 transport under the gateway's httpx client to ACM and the datastore.
 
-httpx stays the client API (requests, responses, timeouts, proxies from the environment, respx in
-unit tests, OpenTelemetry's instrumentation); this replaces only what sits below it, httpcore + h11
-+ anyio, which cost ~0.3 ms of CPU per call (bench/transport_bench.py; two calls per login). It is
-asyncio's own transport and protocol with httptools (llhttp, the parser uvicorn already runs for
-our inbound requests) reading the responses. It keeps a small pool of keep-alive connections per
-origin and does nothing else: no HTTP/2, no proxies (httpx mounts its own proxy transports for
-the environment's proxies, so those still work), no streaming of large bodies (the answers are
-small JSON documents; ``max_response_bytes`` bounds them).
+httpx stays the client API (requests, responses, timeouts, respx in unit tests, OpenTelemetry's
+instrumentation); this replaces only what sits below it, httpcore + h11 + anyio, which cost
+~0.3 ms of CPU more per call (bench/transport_bench.py; two calls per login). It is asyncio's own
+transport and protocol with httptools (llhttp, the parser uvicorn already runs for our inbound
+requests) reading the responses, and a small pool of keep-alive connections per origin. Nothing
+else: no HTTP/2, no proxies (behind an egress proxy the gateway keeps httpx's own transports:
+``oidc/upstream.py``), no streaming (the answers are small JSON documents, read whole and bounded
+by ``max_response_bytes``; a request body must be bytes).
 
-RFC 9112 (HTTP/1.1 messaging) is followed where a client has a choice:
-- §9.3 persistence: a connection is reused only after a complete response that allows it
-  (``Connection: close`` and HTTP/1.0 without keep-alive end it), never pipelined, and dropped as
-  soon as the server closes it (the event loop reports that, no polling before reuse);
-- §6.3 message length: Content-Length, chunked, or close-delimited (read until the server closes);
-- §15.2 (RFC 9110) interim 1xx responses are skipped; 101 (upgrade) is refused;
-- §4 / §5 no CR, LF or NUL in the request line or a header: a value from upstream (an access
-  token in ``Authorization``) can never split the request.
+RFC 9112 (HTTP/1.1 messaging) where a client has a choice:
+- §9.3 persistence: a connection is reused only after a complete answer that allows it
+  (``Connection: close``, HTTP/1.0 without keep-alive end it), never pipelined, and only while it
+  is open with nothing unread (the check httpcore makes); any second message, or bytes nobody
+  asked for, close it, so an answer can never reach a request it was not sent for;
+- §6.3 message length: Content-Length, chunked, or close-delimited (up to a clean close; a reset
+  is an error); trailer fields are not merged into the header fields;
+- RFC 9110 §15.2 interim 1xx answers are skipped; 101 (upgrade) is refused;
+- §3, §5 / RFC 9110 §5.5, §5.6.2: the method and field names are tokens, field values have no
+  control characters, so a value from upstream (an access token in ``Authorization``) can never
+  split the request.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
+import select
 import ssl
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import cast
 
 import httptools
 import httpx
 
 CHUNK = 16 * 1024  # the body is handed to httpx's decoders in pieces (bounded gzip expansion)
-_FORBIDDEN = (b"\r", b"\n", b"\0")
+# RFC 9110 §5.6.2 token (methods, field names); §5.5 field values: no controls but HTAB.
+_NOT_TOKEN = re.compile(rb"[^!#$%&'*+\-.^_`|~0-9A-Za-z]")
+_NOT_FIELD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+_NOT_TARGET = re.compile(rb"[\x00-\x20\x7f]")
 
 
 class ResponseTooLarge(httpx.ReadError):
@@ -47,27 +56,49 @@ class _Body(httpx.AsyncByteStream):
             yield self._body[start : start + CHUNK]
 
 
+@dataclass(slots=True)
+class _Response:
+    """One response message as httptools reads it (a fresh one per message: never reused)."""
+
+    status: int = 0
+    reason: bytes = b""
+    version: bytes = b"HTTP/1.1"
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    body: bytearray = field(default_factory=bytearray)
+    headers_done: bool = False
+
+    def close_delimited(self) -> bool:
+        """RFC 9112 §6.3: no Content-Length and no chunked coding: the body ends with the connection."""
+        length = chunked = False
+        for name, value in self.headers:
+            lowered = name.lower()
+            length = length or lowered == b"content-length"
+            chunked = chunked or (
+                lowered == b"transfer-encoding" and value.rsplit(b",", 1)[-1].strip().lower() == b"chunked"
+            )
+        return not length and not chunked
+
+
 class _Connection(asyncio.Protocol):
-    """One TCP (or TLS) connection and the response it is reading; httptools calls the on_* methods."""
+    """One TCP (or TLS) connection and the one response it is reading; httptools calls the on_*
+    methods. The answer to a request is handed over only once it is complete, and a connection
+    that shows anything unexpected (bytes nobody asked for, a second message) is closed."""
 
     def __init__(self, origin: tuple[bytes, bytes, int], max_bytes: int) -> None:
         self.origin = origin
         self.closed = False
         self.idle_since = 0.0
+        self.keep_alive = False
+        self.answer: _Response | None = None
         self._max_bytes = max_bytes
         self._transport: asyncio.Transport | None = None
         self._parser = httptools.HttpResponseParser(self)
+        self._reading = _Response()
         self._done: asyncio.Future[None] | None = None
         self._timeout: asyncio.Timeout | None = None
         self._read_timeout: float | None = None
         self._writable: asyncio.Future[None] | None = None
         self._received = 0
-        self._headers_done = False
-        self.status = 0
-        self.reason = b""
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.body = bytearray()
-        self.keep_alive = False
 
     # --- asyncio.Protocol ------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -81,14 +112,17 @@ class _Connection(asyncio.Protocol):
         if self._received > self._max_bytes:
             self._fail(ResponseTooLarge(f"response larger than {self._max_bytes} bytes"))
             return
-        if self._timeout is not None and self._read_timeout is not None:
-            self._timeout.reschedule(asyncio.get_running_loop().time() + self._read_timeout)
+        timeout = self._timeout
+        if timeout is not None and self._read_timeout is not None and not timeout.expired():
+            timeout.reschedule(asyncio.get_running_loop().time() + self._read_timeout)
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._fail(httpx.RemoteProtocolError("unexpected protocol upgrade"))
         except httptools.HttpParserError as exc:
             self._fail(httpx.RemoteProtocolError(f"malformed HTTP response ({exc})"))
+        if self.answer is not None and not self.keep_alive:
+            self.close()  # done with this connection (and whatever else the server sent on it)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -96,8 +130,9 @@ class _Connection(asyncio.Protocol):
             self._writable.set_result(None)
         if self._done is None or self._done.done():
             return
-        if self._headers_done and self._close_delimited():
-            self._done.set_result(None)  # RFC 9112 §6.3 (8): the body ends where the connection does
+        reading = self._reading
+        if exc is None and reading.headers_done and reading.status >= 200 and reading.close_delimited():
+            self._finish(reading)  # RFC 9112 §6.3 (8): the body ends where the connection does
         else:
             self._fail(httpx.RemoteProtocolError("server disconnected without a complete response"))
 
@@ -111,63 +146,84 @@ class _Connection(asyncio.Protocol):
 
     # --- httptools callbacks -------------------------------------------------------------------
     def on_message_begin(self) -> None:
-        self._headers_done = False
-        self.reason = b""
-        self.headers = []
-        self.body.clear()
+        if self.answer is not None:
+            # A second message after the answer: nothing asked for it, so it is nobody's answer
+            # (RFC 9112 §9.3: no pipelining here). The answer stands; the connection goes.
+            self.keep_alive = False
+        self._reading = _Response()
 
     def on_status(self, reason: bytes) -> None:
-        self.reason += reason
+        self._reading.reason += reason
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
+        if not self._reading.headers_done:  # trailer fields (RFC 9110 §6.5) are not header fields
+            self._reading.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
-        self.status = self._parser.get_status_code()
-        self._headers_done = True
+        reading = self._reading
+        reading.status = self._parser.get_status_code()
+        reading.version = b"HTTP/" + self._parser.get_http_version().encode("ascii")
+        reading.headers_done = True
 
     def on_body(self, body: bytes) -> None:
-        self.body += body
+        self._reading.body += body
 
     def on_message_complete(self) -> None:
-        if 100 <= self.status < 200:
-            return  # RFC 9110 §15.2: an interim response; the final one follows on this connection
+        if self.answer is not None:
+            return
+        if 100 <= self._reading.status < 200:
+            self._reading = _Response()  # RFC 9110 §15.2: interim; the final answer follows
+            return
         self.keep_alive = self._parser.should_keep_alive()
+        self._finish(self._reading)
+
+    def _finish(self, response: _Response) -> None:
+        self.answer = response
         if self._done is not None and not self._done.done():
             self._done.set_result(None)
 
     # --- the exchange ------------------------------------------------------------------------
-    async def exchange(self, head: bytes, body: bytes, timeouts: dict[str, float | None]) -> None:
-        """Send one request and read its whole response into status, reason, headers and body."""
+    def usable(self) -> bool:
+        """Still open, with nothing waiting to be read. The event loop reports a close as soon as it
+        processes it; a FIN (or stray bytes) that arrived but was not processed yet shows as a
+        readable socket (the check httpcore makes before reusing a connection)."""
+        transport = self._transport
+        if self.closed or transport is None or transport.is_closing():
+            return False
+        sock = transport.get_extra_info("socket")
+        if sock is None:
+            return False
+        readable, _, _ = select.select([sock.fileno()], [], [], 0)
+        return not readable
+
+    async def exchange(self, head: bytes, body: bytes, timeouts: dict[str, float | None]) -> _Response:
+        """Send one request and read its whole answer."""
         loop = asyncio.get_running_loop()
-        self._done = loop.create_future()
-        self._received = 0
+        done = self._done = loop.create_future()
+        self.answer = None
         self.keep_alive = False
-        self.status = 0
+        self._reading = _Response()
+        self._received = 0
         assert self._transport is not None
-        try:
-            self._transport.write(head + body if len(body) < CHUNK else head)
-            if len(body) >= CHUNK:
-                self._transport.write(body)
-            if self._writable is not None:
+        self._transport.write(head + body if len(body) < CHUNK else head)
+        if len(body) >= CHUNK:
+            self._transport.write(body)
+        if self._writable is not None:  # flow control: wait until sent, or answered early
+            try:
                 async with asyncio.timeout(timeouts.get("write")):
-                    await self._writable
-        except TimeoutError:
-            raise httpx.WriteTimeout("timed out sending the request") from None
-        if self.closed and not self._done.done():
-            raise httpx.WriteError("the connection closed while sending the request")
+                    await asyncio.wait((self._writable, done), return_when=asyncio.FIRST_COMPLETED)
+            except TimeoutError:
+                raise httpx.WriteTimeout("timed out sending the request") from None
         self._read_timeout = timeouts.get("read")
         try:
             async with asyncio.timeout(self._read_timeout) as self._timeout:
-                await self._done
+                await done
         except TimeoutError:
             raise httpx.ReadTimeout("timed out waiting for the response") from None
         finally:
             self._timeout = None
-
-    def _close_delimited(self) -> bool:
-        names = {name.lower() for name, _ in self.headers}
-        return b"content-length" not in names and b"transfer-encoding" not in names
+        assert self.answer is not None
+        return self.answer
 
     def _fail(self, error: Exception) -> None:
         if self._done is not None and not self._done.done():
@@ -176,6 +232,7 @@ class _Connection(asyncio.Protocol):
 
     def close(self) -> None:
         self.closed = True
+        self.keep_alive = False
         if self._transport is not None:
             self._transport.close()
 
@@ -208,6 +265,8 @@ class Http1Transport(httpx.AsyncBaseTransport):
             raise httpx.UnsupportedProtocol(f"unsupported URL scheme {url.scheme!r}", request=request)
         if request.method in ("HEAD", "CONNECT"):
             raise httpx.UnsupportedProtocol(f"{request.method} is not supported here", request=request)
+        if "transfer-encoding" in request.headers:
+            raise httpx.UnsupportedProtocol("streaming request bodies are not supported", request=request)
         head = _request_head(request)
         body = await request.aread()
         timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
@@ -220,23 +279,25 @@ class Http1Transport(httpx.AsyncBaseTransport):
         try:
             conn = self._checkout(origin) or await self._connect(origin, timeouts, request)
             try:
-                await conn.exchange(head, body, timeouts)
+                answer = await conn.exchange(head, body, timeouts)
             except httpx.TransportError as exc:
                 conn.close()
                 exc.request = request
                 raise
+            except OSError as exc:  # a write on a connection that just broke
+                conn.close()
+                raise httpx.WriteError(f"the connection failed ({exc})", request=request) from None
             except BaseException:  # cancelled mid-exchange: the connection's state is unknown
                 conn.close()
                 raise
-            response = httpx.Response(
-                conn.status,
-                headers=conn.headers,
-                stream=_Body(bytes(conn.body)),
-                extensions={"http_version": b"HTTP/1.1", "reason_phrase": conn.reason},
+            self._checkin(conn)
+            return httpx.Response(
+                answer.status,
+                headers=answer.headers,
+                stream=_Body(bytes(answer.body)),
+                extensions={"http_version": answer.version, "reason_phrase": answer.reason},
                 request=request,
             )
-            self._checkin(conn)
-            return response
         finally:
             self._slots.release()
 
@@ -245,7 +306,7 @@ class Http1Transport(httpx.AsyncBaseTransport):
         now = time.monotonic()
         while idle:
             conn = idle.pop()
-            if not conn.closed and now - conn.idle_since < self._expiry:
+            if now - conn.idle_since < self._expiry and conn.usable():
                 return conn
             conn.close()
         return None
@@ -294,12 +355,18 @@ class Http1Transport(httpx.AsyncBaseTransport):
 
 def _request_head(request: httpx.Request) -> bytes:
     """Request line and header fields (RFC 9112 §3, §5), refusing anything that could split them."""
-    raw = request.headers.raw
-    target = request.url.raw_path
-    fields = b"\x1f".join([target, *(name + b"\x1f" + value for name, value in raw)])
-    if any(c in fields for c in _FORBIDDEN) or any(b":" in n or b" " in n or b"\t" in n for n, _ in raw):
-        raise httpx.LocalProtocolError("a request line or header contains CR, LF or NUL", request=request)
-    lines = [request.method.encode("ascii") + b" " + target + b" HTTP/1.1"]
+    method, target, raw = request.method.encode("utf-8"), request.url.raw_path, request.headers.raw
+    names = b"".join(name for name, _ in raw)
+    values = b"\t".join(value for _, value in raw)
+    if (
+        not method
+        or _NOT_TOKEN.search(method)
+        or _NOT_TARGET.search(target)
+        or _NOT_TOKEN.search(names)
+        or _NOT_FIELD_VALUE.search(values)
+    ):
+        raise httpx.LocalProtocolError("the method, target or a header field is not allowed", request=request)
+    lines = [method + b" " + target + b" HTTP/1.1"]
     lines.extend(name + b": " + value for name, value in raw)
     lines.append(b"\r\n")
     return b"\r\n".join(lines)
