@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from leerid_gateway import http_errors, ops
+from leerid_gateway.access.cache import PartnerSchools
 from leerid_gateway.admin import router as admin_router
 from leerid_gateway.db import create_engine, create_session_factory
 from leerid_gateway.gateway import Gateway
@@ -63,7 +64,10 @@ def build_gateway(settings: Settings) -> Gateway:
     )
     secret = settings.secret_key.get_secret_value()
     token_policy = TokenPolicy(settings.issuer, settings.token_audience, settings.access_token_ttl)
-    live = LiveState(factory, settings.database_url, max_entries=settings.introspection_cache_size)
+    partners = PartnerSchools()
+    live = LiveState(
+        factory, settings.database_url, max_entries=settings.introspection_cache_size, subscribers=[partners]
+    )
     limiter = RateLimiter(factory)
     return Gateway(
         settings=settings,
@@ -72,7 +76,7 @@ def build_gateway(settings: Settings) -> Gateway:
         http=http,
         provider=provider,
         upstream=upstream,
-        relying_party=RelyingParty(settings, provider, upstream, factory, limiter),
+        relying_party=RelyingParty(settings, provider, upstream, factory, limiter, partners),
         keyring=KeyRing(
             factory,
             Sealer(secret, "signing-keys"),

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Set
+
 from sqlalchemy import bindparam, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from leerid_gateway.access.cache import PartnerSchools
 from leerid_gateway.access.models import PartnerSchool
 from leerid_gateway.db import connection
 from leerid_gateway.leerid.profile import LeerIdProfile
@@ -13,12 +16,21 @@ from leerid_gateway.leerid.profile import LeerIdProfile
 _PARTNERS_AMONG = select(PartnerSchool.code).where(PartnerSchool.code.in_(bindparam("codes", expanding=True)))
 
 
-async def partner_school_of(db: AsyncSession, profile: LeerIdProfile) -> str | None:
-    """The first of the pupil's enrolments that is at a partner school, or None (refuse)."""
+async def partner_school_of(
+    db: AsyncSession, profile: LeerIdProfile, known: PartnerSchools | None = None
+) -> str | None:
+    """The first of the pupil's enrolments that is at a partner school, or None (refuse).
+
+    ``known``: the replica's list of partner schools, kept current by NOTIFY (access/cache.py); it
+    reads the database itself whenever it cannot vouch for its list.
+    """
     if not profile.school_codes:
         return None
     conn = await connection(db)
-    partners = set((await conn.execute(_PARTNERS_AMONG, {"codes": list(profile.school_codes)})).scalars())
+    if known is not None:
+        partners: Set[str] = await known.codes(conn)
+    else:
+        partners = set((await conn.execute(_PARTNERS_AMONG, {"codes": list(profile.school_codes)})).scalars())
     return next((code for code in profile.school_codes if code in partners), None)
 
 

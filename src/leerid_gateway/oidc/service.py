@@ -20,6 +20,7 @@ from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from leerid_gateway.access import service as access
+from leerid_gateway.access.cache import PartnerSchools
 from leerid_gateway.db import utcnow
 from leerid_gateway.identity import service as identity_service
 from leerid_gateway.kit import metrics
@@ -102,8 +103,10 @@ class RelyingParty:
         upstream: Upstream,
         session_factory: async_sessionmaker[AsyncSession],
         limiter: RateLimiter,
+        partners: PartnerSchools | None = None,
     ) -> None:
         self.settings = settings
+        self._partners = partners
         self.provider = provider
         self._upstream = upstream
         self._limiter = limiter
@@ -286,7 +289,7 @@ class RelyingParty:
         """The access decision and, if admitted, reconciliation + session, in one transaction."""
 
         async def admission(db: AsyncSession) -> tuple[LoginResult, int] | None:
-            school = await access.partner_school_of(db, profile)
+            school = await access.partner_school_of(db, profile, self._partners)
             if school is None:
                 # Protocol art. 3: no enrolment (any more), no access — and the pupil's open
                 # sessions end. A first-time refused pupil leaves nothing behind.

@@ -77,7 +77,7 @@ async def request_json(
         kwargs["headers"] = {**(kwargs.get("headers") or {}), "X-Request-ID": request_id}
     try:
         async with asyncio.timeout(deadline):
-            response = await _send(client, client.build_request(method, url, **kwargs))
+            response = await _send(client, client.build_request(method, _parsed(url), **kwargs))
             try:
                 body = bytearray()
                 async for chunk in response.aiter_bytes():
@@ -104,6 +104,20 @@ async def request_json(
     if not isinstance(data, dict):
         raise UpstreamError(kind, f"HTTP {status} with JSON that is not an object")
     return status, data
+
+
+_URLS: dict[str, httpx.URL] = {}
+
+
+def _parsed(url: str) -> httpx.URL:
+    """The endpoint's URL, parsed once: a handful of fixed endpoints (discovery, JWKS, token, userinfo,
+    the datastore), and parsing one costs more than the rest of building the request."""
+    parsed = _URLS.get(url)
+    if parsed is None:
+        if len(_URLS) >= 64:  # the provider's metadata changed many times: start over
+            _URLS.clear()
+        parsed = _URLS[url] = httpx.URL(url)
+    return parsed
 
 
 async def _send(client: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:

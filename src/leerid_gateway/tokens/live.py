@@ -9,6 +9,9 @@ speed when it is safe.
 
 A change that arrives while a value is being read from the database would be lost if that value
 were then cached; a generation counter, bumped by every notification, prevents that.
+
+The same connection serves other packages' caches (``Subscriber``: the partner schools of
+access/cache.py), so a replica holds one LISTEN connection, not one per cache.
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ import contextlib
 import datetime as dt
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from sqlalchemy import exists, select
 from sqlalchemy.engine import make_url
@@ -38,6 +43,21 @@ TOKEN_CHANNEL = "leerid_tokens"  # noqa: S105 (a channel name)
 CLIENT_CHANNEL = "leerid_clients"
 
 
+class Subscriber(Protocol):
+    """A cache of another package that PostgreSQL keeps current over this replica's LISTEN.
+
+    ``requires``: a query answering whether the database notifies this channel at all (its trigger
+    exists: a replica started before its migration must not trust a cache nobody invalidates).
+    """
+
+    channel: str
+    requires: str
+
+    def notified(self, payload: str) -> None: ...
+
+    def listening(self, value: bool) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class SessionState:
     sub: str
@@ -54,9 +74,16 @@ class ClientState:
 
 class LiveState:
     def __init__(
-        self, factory: async_sessionmaker[AsyncSession], database_url: str, *, max_entries: int
+        self,
+        factory: async_sessionmaker[AsyncSession],
+        database_url: str,
+        *,
+        max_entries: int,
+        subscribers: Sequence[Subscriber] = (),
     ) -> None:
         self._factory = factory
+        self._subscribers = {subscriber.channel: subscriber for subscriber in subscribers}
+        self._notified: set[str] = set()  # the subscribers' channels the database does notify
         url = make_url(database_url)
         self._dsn = (
             url.set(drivername="postgresql").render_as_string(hide_password=False)
@@ -102,6 +129,8 @@ class LiveState:
                     self._revoked = None
         elif channel == CLIENT_CHANNEL:
             self._clients.pop(payload)
+        elif (subscriber := self._subscribers.get(channel)) is not None:
+            subscriber.notified(payload)
 
     def _set_listening(self, value: bool) -> None:
         self._generation += 1
@@ -109,6 +138,8 @@ class LiveState:
         self._revoked = None
         self._clients.clear()
         self._listening = value
+        for channel, subscriber in self._subscribers.items():
+            subscriber.listening(value and channel in self._notified)
         self.listening_changed.set()
 
     async def _listen_forever(self) -> None:
@@ -123,8 +154,13 @@ class LiveState:
                     self._dsn, timeout=10, server_settings={"application_name": "leerid-gateway-listener"}
                 )
                 conn.add_termination_listener(lambda _c, lost=lost: lost.set())
-                for channel in (SESSION_CHANNEL, TOKEN_CHANNEL, CLIENT_CHANNEL):
+                for channel in (SESSION_CHANNEL, TOKEN_CHANNEL, CLIENT_CHANNEL, *self._subscribers):
                     await conn.add_listener(channel, self._on_notify)
+                self._notified = {
+                    channel for channel, s in self._subscribers.items() if await conn.fetchval(s.requires)
+                }
+                for channel in self._subscribers.keys() - self._notified:
+                    log.warning("no notifications on %s (migration missing?): not cached", channel)
                 self._set_listening(True)
                 # After LISTEN, so no revocation can fall between the load and the notifications;
                 # those that arrive during the load are kept in _pending and merged.

@@ -1,0 +1,1 @@
+"""Tests of the access package: partner schools and the access decision."""
