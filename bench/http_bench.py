@@ -84,7 +84,8 @@ def main() -> None:
     parser.add_argument(
         "--only",
         choices=["logins"],
-        help="logins only (sequential and concurrent, plus a login profile with --profile): ~1 minute",
+        help="logins only, in --rounds interleaved with the bare endpoint (plus a login profile with "
+        "--profile): ~1 minute",
     )
     parser.add_argument(
         "--whatif",
@@ -200,11 +201,37 @@ def _summary(runs: dict[str, dict[str, Any]], names: list[str]) -> dict[str, dic
 
 
 def _logins_only(stand: Stand, args: argparse.Namespace, results: dict[str, Any]) -> None:
+    """Logins in interleaved rounds: the bare endpoint, then ``--logins / --rounds`` sequential logins,
+    then the same concurrently, every round. This machine's speed drifts by tens of percent within
+    minutes, so each round's figure is also taken in bare requests of that same round, and the
+    summary is the median over the rounds (with the range)."""
     asyncio.run(logins(stand, 30, 1))  # warm-up: discovery, JWKS, statement caches
-    bare = wrk(stand.url, "healthz.lua", duration=5, connections=32, pid=stand.gateway_pid)
-    results["summary"] = {"bare_cpu_ms_per_request": {"value": 1000 * bare["gateway_cores"] / bare["rps"]}}
-    results["logins_sequential"] = asyncio.run(logins(stand, args.logins, 1))
-    results["logins_concurrent"] = asyncio.run(logins(stand, args.logins, 8))
+    per_round = max(args.logins // args.rounds, 20)
+    rounds: list[dict[str, Any]] = []
+    for _ in range(args.rounds):
+        bare = wrk(stand.url, "healthz.lua", duration=3, connections=32, pid=stand.gateway_pid)
+        bare_ms = 1000 * bare["gateway_cores"] / bare["rps"]
+        sequential = asyncio.run(logins(stand, per_round, 1))
+        concurrent = asyncio.run(logins(stand, per_round, 8))
+        rounds.append({"bare_cpu_ms": bare_ms, "sequential": sequential, "concurrent": concurrent})
+    results["login_rounds"] = rounds
+    results["summary"] = {
+        "bare_cpu_ms_per_request": {"value": statistics.median(r["bare_cpu_ms"] for r in rounds)}
+    }
+    for key in ("sequential", "concurrent"):
+        cpu = [r[key]["gateway_cpu_ms_per_login"] for r in rounds]
+        bare_units = [r[key]["gateway_cpu_ms_per_login"] / r["bare_cpu_ms"] for r in rounds]
+        results[f"logins_{key}"] = {
+            "logins": per_round * args.rounds,
+            "concurrency": rounds[0][key]["concurrency"],
+            "per_second": statistics.median(r[key]["per_second"] for r in rounds),
+            "gateway_cpu_ms_per_login": statistics.median(cpu),
+            "gateway_cpu_ms_min": min(cpu),
+            "gateway_cpu_ms_max": max(cpu),
+            "bare_requests_per_login": statistics.median(bare_units),
+            "latency_ms_p50": statistics.median(r[key]["latency_ms_p50"] for r in rounds),
+            "latency_ms_p99": statistics.median(r[key]["latency_ms_p99"] for r in rounds),
+        }
     results["rss_mib_end"] = rss_mib(stand.gateway_pid)
     if args.profile:
         spy = profiled(stand.gateway_pid, 20, "profile-login")
@@ -217,13 +244,14 @@ def _logins_only(stand: Stand, args: argparse.Namespace, results: dict[str, Any]
     m = results["machine"]
     print(f"{m['date']}  commit {m['commit']} + {m['uncommitted_src_files']} uncommitted files")
     bare_ms = results["summary"]["bare_cpu_ms_per_request"]["value"]
-    print(f"bare request (/healthz): {bare_ms:.3f} gateway CPU ms")
+    print(f"bare request (/healthz): {bare_ms:.3f} gateway CPU ms (median of {args.rounds} rounds)")
     for key in ("logins_sequential", "logins_concurrent"):
         r = results[key]
         print(
-            f"{key}: {r['logins']} logins, concurrency {r['concurrency']}: {r['per_second']:.1f}/s, "
-            f"gateway CPU {r['gateway_cpu_ms_per_login']:.2f} ms/login "
-            f"(= {r['gateway_cpu_ms_per_login'] / bare_ms:.0f} bare requests), "
+            f"{key}: {r['logins']} logins in {args.rounds} rounds, concurrency {r['concurrency']}: "
+            f"{r['per_second']:.1f}/s, gateway CPU {r['gateway_cpu_ms_per_login']:.2f} ms/login "
+            f"(rounds {r['gateway_cpu_ms_min']:.2f} to {r['gateway_cpu_ms_max']:.2f}; "
+            f"= {r['bare_requests_per_login']:.1f} bare requests), "
             f"p50 {r['latency_ms_p50']:.1f} ms, p99 {r['latency_ms_p99']:.1f} ms"
         )
     for name, rows in results.get("profiles", {}).items():

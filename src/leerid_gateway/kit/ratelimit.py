@@ -131,7 +131,8 @@ class RateLimiter:
         without asking the database."""
         params = {"key": counted.key, "window": counted.window}
         count = int((await conn.execute(_UPSERT[conn.dialect.name], params)).scalar_one())
-        await housekeeping(conn, counted)
+        if housekeeping_due():
+            await housekeeping(conn, counted)
         self.judge(counted, count)
 
     def judge(self, counted: Count, count: int) -> None:
@@ -144,7 +145,11 @@ class RateLimiter:
             raise RateLimited(counted.bucket, max(1, int(until - counted.at) + 1))
 
 
+def housekeeping_due() -> bool:
+    """Now and then (1 % of counted requests: no timer needed)."""
+    return random.random() < 0.01  # noqa: S311 — housekeeping, not security
+
+
 async def housekeeping(conn: AsyncConnection, counted: Count) -> None:
-    """Now and then, drop windows long past (1 % of counted requests: no timer needed)."""
-    if random.random() < 0.01:  # noqa: S311 — housekeeping, not security
-        await conn.execute(_HOUSEKEEPING, {"oldest": counted.window - 5})
+    """Drop windows long past."""
+    await conn.execute(_HOUSEKEEPING, {"oldest": counted.window - 5})

@@ -1,10 +1,11 @@
 """The login rows (state, nonce, PKCE verifier of one authorization request): opened at /login,
 redeemed once at /callback, each together with that request's rate-limit count.
 
-On PostgreSQL each is **one statement in autocommit mode**: the counter upsert is a CTE of the
-statement that opens or redeems the row, and the row is only written or consumed when the count is
-within the limit. A single statement is atomic, so no BEGIN/COMMIT round trips are needed (a login
-was 10 round trips here before; now 2 — docs/performance.md). SQLite (the embedded default, one
+On PostgreSQL each is **one statement in autocommit mode**, run straight on the driver
+(``db.fetchrow_autocommit``): the counter upsert is a CTE of the statement that opens or redeems
+the row, and the row is only written or consumed when the count is within the limit. A single
+statement is atomic, so no BEGIN/COMMIT round trips are needed (a login was 10 round trips here
+before; now 2 — docs/performance.md). SQLite (the embedded default, one
 writer, in-process) runs the same two steps in one short transaction.
 """
 
@@ -17,7 +18,8 @@ from typing import Any
 from sqlalchemy import TextClause, bindparam, delete, insert, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from leerid_gateway.kit.ratelimit import COUNTED_CTE, Count, RateLimiter, housekeeping
+from leerid_gateway.db import fetchrow_autocommit
+from leerid_gateway.kit.ratelimit import COUNTED_CTE, Count, RateLimiter, housekeeping, housekeeping_due
 from leerid_gateway.oidc.models import LoginTransaction
 
 _COLUMNS = "state_hash, browser_hash, nonce, code_verifier, return_to, created_at, expires_at"
@@ -109,10 +111,13 @@ async def _counted(
     params: dict[str, object],
 ) -> tuple[Any, ...]:
     """Run one statement whose first column is the rate counter (``COUNTED_CTE``), in autocommit
-    mode: atomic on its own, no BEGIN/COMMIT. Raises RateLimited over the limit."""
-    async with engine.connect() as conn:
-        await conn.execution_options(isolation_level="AUTOCOMMIT")
-        found = (await conn.execute(statement, params | counted.params())).one()
-        await housekeeping(conn, counted)
+    mode straight on the driver (``db.fetchrow_autocommit``): atomic on its own, no BEGIN/COMMIT.
+    Raises RateLimited over the limit."""
+    found = await fetchrow_autocommit(engine, statement, params | counted.params())
+    assert found is not None  # the statement selects from `counted`, which always has its one row
+    if housekeeping_due():
+        async with engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await housekeeping(conn, counted)
     limiter.judge(counted, int(found[0]))
-    return tuple(found)
+    return found
