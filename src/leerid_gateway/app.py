@@ -135,6 +135,11 @@ def create_app(settings: Settings, *, span_exporter: SpanExporter | None = None)
         "short-lived internal tokens.",
         lifespan=lifespan,
         redoc_url=None,
+        # FastAPI's own OpenTelemetry (new in 0.165) stays off: tracing is ours (kit/tracing.py, off
+        # by default), metrics are Prometheus (kit/metrics.py), and its "logs" would send exception
+        # messages and stack traces (which may quote request data) to a log exporter. It also asked
+        # the tracer provider on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.include_router(oidc_router.router)
     app.include_router(tokens_router.router)
