@@ -99,6 +99,20 @@ def scripted(*answers: bytes) -> AbstractAsyncContextManager[Server]:
     return serving(keep_alive(*answers))
 
 
+def hang_up_after(*parts: bytes, pause: float = 0.0) -> Handler:
+    """Read one request, send ``parts`` (``pause`` seconds apart), then close the connection."""
+
+    async def handler(server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.read_request(reader)
+        for i, part in enumerate(parts):
+            if i:
+                await asyncio.sleep(pause)
+            writer.write(part)
+            await writer.drain()
+
+    return handler
+
+
 async def test_a_json_answer_and_the_request_as_sent() -> None:
     async with scripted(OK) as server, client() as http:
         answer = await http.post(
@@ -120,43 +134,23 @@ async def test_keep_alive_reuses_one_connection() -> None:
     assert server.connections == 1
 
 
-async def test_connection_close_is_honoured() -> None:
-    closing = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}"
-
-    async def handler(server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await server.read_request(reader)
-        writer.write(closing)
-        await writer.drain()
-
-    async with serving(handler) as server, client() as http:
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}",
+        b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n{}",  # 1.0 without keep-alive
+    ],
+)
+async def test_an_answer_that_ends_its_connection_is_honoured(answer: bytes) -> None:
+    async with scripted(answer) as server, client() as http:
         for _ in range(3):
             assert (await http.get(server.url)).json() == {}
     assert server.connections == 3
 
 
-async def test_http_1_0_without_keep_alive_is_not_reused() -> None:
-    old = b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n{}"
-
-    async def handler(server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await server.read_request(reader)
-        writer.write(old)
-        await writer.drain()
-        await reader.read()
-
-    async with serving(handler) as server, client() as http:
-        for _ in range(2):
-            assert (await http.get(server.url)).json() == {}
-    assert server.connections == 2
-
-
 async def test_a_server_that_closes_an_idle_connection_costs_no_failed_request() -> None:
-    async def handler(server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await server.read_request(reader)
-        writer.write(OK)
-        await writer.drain()
-        # then close the kept-alive connection while the client is idle (the keep-alive race)
-
-    async with serving(handler) as server, client() as http:
+    # The server closes the kept-alive connection while the client is idle.
+    async with serving(hang_up_after(OK)) as server, client() as http:
         assert (await http.get(server.url)).status_code == 200
         await asyncio.sleep(0.05)  # the FIN arrives; the event loop tells the connection
         assert (await http.get(server.url)).status_code == 200
@@ -186,14 +180,8 @@ async def test_chunked_body_fed_one_byte_at_a_time() -> None:
 
 
 async def test_close_delimited_body_ends_with_the_connection() -> None:
-    async def handler(server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await server.read_request(reader)
-        writer.write(b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{"a": ')
-        await writer.drain()
-        await asyncio.sleep(0.02)
-        writer.write(b"1}")
-
-    async with serving(handler) as server, client() as http:
+    head = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{"a": '
+    async with serving(hang_up_after(head, b"1}", pause=0.02)) as server, client() as http:
         assert (await http.get(server.url)).json() == {"a": 1}
 
 
@@ -233,12 +221,8 @@ async def test_a_malformed_answer_is_a_protocol_error_and_the_connection_goes(ga
 
 
 async def test_a_server_that_hangs_up_mid_answer() -> None:
-    async def handler(server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await server.read_request(reader)
-        writer.write(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"trunc')
-        await writer.drain()
-
-    async with serving(handler) as server, client() as http:
+    truncated = b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"trunc'
+    async with serving(hang_up_after(truncated)) as server, client() as http:
         with pytest.raises(httpx.RemoteProtocolError, match="disconnected"):
             await http.get(server.url)
 
@@ -473,11 +457,8 @@ async def test_trailer_fields_are_not_header_fields() -> None:
 
 
 async def test_close_delimited_with_a_transfer_coding_other_than_chunked() -> None:
-    async def handler(server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await server.read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: identity\r\n\r\n{}")
-
-    async with serving(handler) as server, client() as http:
+    answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: identity\r\n\r\n{}"
+    async with serving(hang_up_after(answer)) as server, client() as http:
         assert (await http.get(server.url)).content == b"{}"
 
 
@@ -528,13 +509,8 @@ async def test_a_connection_the_server_closed_right_after_its_answer_is_not_reus
     """The keep-alive race (no Connection: close, then a close): the FIN is in the socket before
     the next request, but the event loop has not read it yet. Checked before reuse, as httpcore does."""
 
-    async def handler(server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await server.read_request(reader)
-        writer.write(OK)
-        await writer.drain()
-
     failures = 0
-    async with serving(handler) as server, client() as http:
+    async with serving(hang_up_after(OK)) as server, client() as http:
         for _ in range(100):
             try:
                 await http.get(server.url)
