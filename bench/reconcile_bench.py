@@ -206,12 +206,7 @@ def main() -> None:
     print(
         f"\nseeded: {results.get('rows')}  (seed {results['seed_s_small']:.0f} s + {results['seed_s_large']:.0f} s)"
     )
-    for key in (
-        "explain_returning_identified",
-        "explain_returning_temporary",
-        "explain_new",
-        "explain_union_returning_identified",
-    ):
+    for key in ("explain_returning_identified", "explain_returning_temporary", "explain_new"):
         print(f"\n===== {key}")
         for item in results[key]:
             if item["plan"]:
