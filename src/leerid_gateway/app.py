@@ -64,7 +64,7 @@ def build_gateway(settings: Settings) -> Gateway:
     )
     secret = settings.secret_key.get_secret_value()
     token_policy = TokenPolicy(settings.issuer, settings.token_audience, settings.access_token_ttl)
-    partners = PartnerSchools()
+    partners = PartnerSchools(engine)
     live = LiveState(
         factory, settings.database_url, max_entries=settings.introspection_cache_size, subscribers=[partners]
     )

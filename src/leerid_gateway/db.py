@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import DeclarativeBase
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.types import NullType, TypeDecorator
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -218,24 +218,57 @@ async def fetchrow_autocommit(
 
     For the single statements of the login's hot path (oidc/store.py). Through a SQLAlchemy
     ``Connection`` such a statement cost twice its own CPU again (setting and resetting the
-    autocommit characteristic, the execution context, the result: ~150 µs of ~250,
-    bench/driver_bench.py). The SQL is the one SQLAlchemy renders for asyncpg, compiled once; the
-    connection comes from (and goes back to) the same pool, checkout events and all. A single
-    statement is atomic by itself. A connection whose statement failed is discarded: its state is
-    not known (a cancelled statement, a server gone).
+    autocommit characteristic, the execution context, the result: 315 against 147 µs,
+    bench/driver_bench.py). The SQL is the one SQLAlchemy renders for asyncpg, compiled once, for
+    ``text()`` statements with untyped, non-expanding parameters only (no type processing is
+    skipped: there is none). The connection comes from, and goes back to, the same pool, checkout
+    events and all; a single statement is atomic by itself.
+
+    - When something listens to the engine's statements (``before_cursor_execute``: the
+      OpenTelemetry instrumentation when tracing is on), the statement goes through SQLAlchemy so
+      that it is seen like every other.
+    - A connection whose statement failed is discarded (its state is not known: a cancelled
+      statement, a server gone). When the connection itself failed, every connection the pool made
+      before it is replaced at its next checkout, as SQLAlchemy does on a disconnect: one failed
+      login, not one per pooled connection, after a failover or a middlebox's silent drop.
     """
+    sync_engine = engine.sync_engine
+    if sync_engine.dispatch.before_cursor_execute:
+        async with engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            row = (await conn.execute(statement, dict(params))).first()
+        return None if row is None else tuple(row)
     compiled = _DRIVER_SQL.get(id(statement))
     if compiled is None:
-        rendered = statement.compile(dialect=engine.dialect)
-        names = tuple(rendered.positiontup or ())
-        compiled = _DRIVER_SQL[id(statement)] = (statement, rendered.string, names)
+        compiled = _DRIVER_SQL[id(statement)] = _driver_sql(engine, statement)
     _, sql, names = compiled
     pooled = await engine.raw_connection()
     try:
         row = await pooled.driver_connection.fetchrow(sql, *[params[name] for name in names])  # type: ignore[union-attr]
-    except BaseException:
-        pooled.invalidate()
+    except BaseException as exc:
+        if _is_disconnect(exc):
+            # SQLAlchemy's own pool-wide invalidation (what Connection does on a disconnect); it
+            # invalidates this connection too.
+            sync_engine.pool._invalidate(pooled, exc)
+        else:
+            pooled.invalidate()
         raise
     finally:
         pooled.close()
     return None if row is None else tuple(row)
+
+
+def _driver_sql(engine: AsyncEngine, statement: TextClause) -> tuple[TextClause, str, tuple[str, ...]]:
+    if engine.dialect.driver != "asyncpg":
+        raise TypeError("fetchrow_autocommit runs on asyncpg only")
+    rendered = statement.compile(dialect=engine.dialect)
+    for bind in rendered.binds.values():
+        if bind.expanding or not isinstance(bind.type, NullType):
+            raise TypeError(f"fetchrow_autocommit takes untyped, non-expanding parameters, not {bind.key!r}")
+    return statement, rendered.string, tuple(rendered.positiontup or ())
+
+
+def _is_disconnect(exc: BaseException) -> bool:
+    import asyncpg
+
+    return isinstance(exc, asyncpg.PostgresConnectionError | asyncpg.InterfaceError | OSError)

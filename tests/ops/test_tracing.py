@@ -60,6 +60,10 @@ async def test_a_login_is_one_trace_of_request_upstream_and_sql_spans(world: Wor
     sql = [s for s in clients if s.attributes and "db.system" in s.attributes]
     assert len(http_calls) >= 2, [s.name for s in clients]  # token + userinfo (JWKS may be cached)
     assert sql, "no SQL spans"
+    # Every statement, the login's driver-level ones too (db.fetchrow_autocommit defers to
+    # SQLAlchemy while the instrumentation listens): the redeem-and-count CTE is there.
+    statements = [str((s.attributes or {}).get("db.statement", "")) for s in sql]
+    assert any("DELETE FROM login_transactions" in statement for statement in statements), statements
     assert all(s.context.trace_id == trace_id for s in http_calls + sql)
     # The query string (the authorization code) is in no attribute of any span.
     for span in spans:

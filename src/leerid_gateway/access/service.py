@@ -7,7 +7,6 @@ from collections.abc import Set
 from sqlalchemy import bindparam, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from leerid_gateway.access.cache import PartnerSchools
 from leerid_gateway.access.models import PartnerSchool
 from leerid_gateway.db import connection
 from leerid_gateway.leerid.profile import LeerIdProfile
@@ -17,21 +16,19 @@ _PARTNERS_AMONG = select(PartnerSchool.code).where(PartnerSchool.code.in_(bindpa
 
 
 async def partner_school_of(
-    db: AsyncSession, profile: LeerIdProfile, known: PartnerSchools | None = None
+    db: AsyncSession, profile: LeerIdProfile, known: Set[str] | None = None
 ) -> str | None:
     """The first of the pupil's enrolments that is at a partner school, or None (refuse).
 
-    ``known``: the replica's list of partner schools, kept current by NOTIFY (access/cache.py); it
-    reads the database itself whenever it cannot vouch for its list.
+    ``known``: every partner school's code, from the replica's list that NOTIFY keeps current
+    (``PartnerSchools.codes()``, access/cache.py); None: ask the database about these schools.
     """
     if not profile.school_codes:
         return None
-    conn = await connection(db)
-    if known is not None:
-        partners: Set[str] = await known.codes(conn)
-    else:
-        partners = set((await conn.execute(_PARTNERS_AMONG, {"codes": list(profile.school_codes)})).scalars())
-    return next((code for code in profile.school_codes if code in partners), None)
+    if known is None:
+        conn = await connection(db)
+        known = set((await conn.execute(_PARTNERS_AMONG, {"codes": list(profile.school_codes)})).scalars())
+    return next((code for code in profile.school_codes if code in known), None)
 
 
 async def add(db: AsyncSession, code: str, name: str | None) -> bool:

@@ -288,8 +288,11 @@ class RelyingParty:
     async def _admit(self, profile: LeerIdProfile, return_to: str, request_id: str | None) -> LoginResult:
         """The access decision and, if admitted, reconciliation + session, in one transaction."""
 
+        # Before the transaction: a list missing from memory is read on a connection of its own.
+        partners = await self._partners.codes() if self._partners is not None else None
+
         async def admission(db: AsyncSession) -> tuple[LoginResult, int] | None:
-            school = await access.partner_school_of(db, profile, self._partners)
+            school = await access.partner_school_of(db, profile, partners)
             if school is None:
                 # Protocol art. 3: no enrolment (any more), no access — and the pupil's open
                 # sessions end. A first-time refused pupil leaves nothing behind.

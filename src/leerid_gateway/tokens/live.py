@@ -23,7 +23,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import exists, select
 from sqlalchemy.engine import make_url
@@ -84,6 +84,7 @@ class LiveState:
         self._factory = factory
         self._subscribers = {subscriber.channel: subscriber for subscriber in subscribers}
         self._notified: set[str] = set()  # the subscribers' channels the database does notify
+        self._warned = False
         url = make_url(database_url)
         self._dsn = (
             url.set(drivername="postgresql").render_as_string(hide_password=False)
@@ -156,11 +157,7 @@ class LiveState:
                 conn.add_termination_listener(lambda _c, lost=lost: lost.set())
                 for channel in (SESSION_CHANNEL, TOKEN_CHANNEL, CLIENT_CHANNEL, *self._subscribers):
                     await conn.add_listener(channel, self._on_notify)
-                self._notified = {
-                    channel for channel, s in self._subscribers.items() if await conn.fetchval(s.requires)
-                }
-                for channel in self._subscribers.keys() - self._notified:
-                    log.warning("no notifications on %s (migration missing?): not cached", channel)
+                self._notified = await self._notifying(conn)
                 self._set_listening(True)
                 # After LISTEN, so no revocation can fall between the load and the notifications;
                 # those that arrive during the load are kept in _pending and merged.
@@ -178,7 +175,12 @@ class LiveState:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(lost.wait(), timeout=5)
                     if not lost.is_set():
-                        await asyncio.wait_for(conn.execute("SELECT 1"), timeout=3)
+                        # The probe also asks whether the subscribers' triggers are still there
+                        # and enabled (a downgrade, ALTER TABLE … DISABLE TRIGGER).
+                        notified = await asyncio.wait_for(self._notifying(conn), timeout=3)
+                        for channel in notified ^ self._notified:
+                            self._subscribers[channel].listening(channel in notified)
+                        self._notified = notified
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # any failure: stop trusting the cache, reconnect
@@ -191,6 +193,21 @@ class LiveState:
                         await conn.close(timeout=2)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 10)
+
+    async def _notifying(self, conn: Any) -> set[str]:
+        """The subscribers' channels whose notifications the database does send (one round trip;
+        ``SELECT 1`` when there are none)."""
+        if not self._subscribers:
+            await conn.execute("SELECT 1")
+            return set()
+        checks = ", ".join(f"({subscriber.requires})" for subscriber in self._subscribers.values())
+        answers = await conn.fetchrow(f"SELECT {checks}")
+        notified = {channel for channel, ok in zip(self._subscribers, answers, strict=True) if ok}
+        for channel in self._subscribers.keys() - notified:
+            if channel in self._notified or not self._warned:
+                log.warning("no notifications on %s (migration missing?): not cached", channel)
+        self._warned = True
+        return notified
 
     # --- reads ------------------------------------------------------------------------------------
     async def _load_revoked(self) -> dict[str, float] | None:
