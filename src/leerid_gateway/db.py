@@ -271,4 +271,6 @@ def _driver_sql(engine: AsyncEngine, statement: TextClause) -> tuple[TextClause,
 def _is_disconnect(exc: BaseException) -> bool:
     import asyncpg
 
-    return isinstance(exc, asyncpg.PostgresConnectionError | asyncpg.InterfaceError | OSError)
+    # TimeoutError is an OSError too, but a slow statement is no dead connection.
+    connection_failed = isinstance(exc, asyncpg.PostgresConnectionError | asyncpg.InterfaceError | OSError)
+    return connection_failed and not isinstance(exc, TimeoutError)

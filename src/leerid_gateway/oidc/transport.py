@@ -280,15 +280,12 @@ class Http1Transport(httpx.AsyncBaseTransport):
             conn = self._checkout(origin) or await self._connect(origin, timeouts, request)
             try:
                 answer = await conn.exchange(head, body, timeouts)
-            except httpx.TransportError as exc:
+            except BaseException as exc:  # failed or cancelled mid-exchange: its state is unknown
                 conn.close()
-                exc.request = request
-                raise
-            except OSError as exc:  # a write on a connection that just broke
-                conn.close()
-                raise httpx.WriteError(f"the connection failed ({exc})", request=request) from None
-            except BaseException:  # cancelled mid-exchange: the connection's state is unknown
-                conn.close()
+                if isinstance(exc, httpx.TransportError):
+                    exc.request = request
+                elif isinstance(exc, OSError):  # a write on a connection that just broke
+                    raise httpx.WriteError(f"the connection failed ({exc})", request=request) from None
                 raise
             self._checkin(conn)
             return httpx.Response(
