@@ -73,7 +73,7 @@ class Soak:
             "PATH": os.environ["PATH"],
             "LEERID_ENVIRONMENT": "production",
             "LEERID_DATABASE_URL": f"postgresql+asyncpg://postgres@{PG_HOST}:5432/{DATABASE}",
-            "LEERID_DATABASE_POOL_SIZE": "5",
+            "LEERID_DATABASE_POOL_SIZE": "10",
             "LEERID_PUBLIC_URL": self.url,
             "LEERID_OIDC_ISSUER": self.issuer,
             "LEERID_OIDC_CLIENT_ID": "soak-gateway",

@@ -23,7 +23,7 @@ def _settings() -> Settings:
 async def _with_db(settings: Settings, work: Callable[[Any], Awaitable[int]]) -> int:
     from leerid_gateway.db import create_engine, create_session_factory, unit_of_work
 
-    engine = create_engine(settings.database_url, pool_size=1)
+    engine = create_engine(settings.database_url, pool_size=2)
     try:
         async with unit_of_work(create_session_factory(engine)) as db:
             return await work(db)

@@ -31,7 +31,7 @@ def alembic_config() -> Config:
 
 async def upgrade(database_url: str, revision: str = "head") -> None:
     config = alembic_config()
-    engine = create_engine(database_url, pool_size=1)
+    engine = create_engine(database_url, pool_size=2)
 
     def run(connection: Connection) -> None:
         config.attributes["connection"] = connection

@@ -78,7 +78,9 @@ class Settings(BaseSettings):
         description="SQLAlchemy async URL: postgresql+asyncpg://… in production, sqlite+aiosqlite:///… "
         "for the embedded default.",
     )
-    database_pool_size: int = Field(10, ge=1, le=200, description="Connections per process (PostgreSQL).")
+    database_pool_size: int = Field(
+        20, ge=1, le=200, description="Connections per process, at most; each is kept once made (PostgreSQL)."
+    )
     public_url: AnyHttpUrl = Field(
         AnyHttpUrl("http://127.0.0.1:8000"),
         description="The gateway's own external URL: token issuer, callback base, cookie security.",

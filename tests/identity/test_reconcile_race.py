@@ -26,12 +26,12 @@ from tests.identity import State, login, profile, read_state
 
 PUPILS = 30
 TIMEOUT = 60.0
-REPLICA_CONNECTIONS = 12
+REPLICA_CONNECTIONS = 24
 
 
 @pytest.fixture
 async def replicas(pg: AsyncEngine) -> AsyncIterator[AsyncEngine]:
-    """Up to twice REPLICA_CONNECTIONS connections at once (the server is shared: stay well below
+    """Up to REPLICA_CONNECTIONS connections at once (the server is shared: stay well below
     max_connections); logins beyond that wait for a connection as they would on a replica."""
     engine = create_engine(pg.url.render_as_string(hide_password=False), pool_size=REPLICA_CONNECTIONS)
     yield engine

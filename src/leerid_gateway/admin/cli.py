@@ -18,7 +18,7 @@ from leerid_gateway.settings import Settings
 async def _run(settings: Settings, args: argparse.Namespace) -> int:
     from sqlalchemy.exc import IntegrityError
 
-    engine = create_engine(settings.database_url, pool_size=1)
+    engine = create_engine(settings.database_url, pool_size=2)
     hasher = Hasher(settings.secret_key.get_secret_value(), service.HASH_PURPOSE)
     try:
         async with unit_of_work(create_session_factory(engine)) as db:

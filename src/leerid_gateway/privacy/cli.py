@@ -15,7 +15,7 @@ from leerid_gateway.settings import Settings
 
 
 async def _purge(settings: Settings, args: argparse.Namespace) -> int:
-    engine = create_engine(settings.database_url, pool_size=1)
+    engine = create_engine(settings.database_url, pool_size=2)
     try:
         report = await retention.purge(
             create_session_factory(engine),
@@ -43,7 +43,7 @@ async def _purge(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _verify(settings: Settings) -> int:
-    engine = create_engine(settings.database_url, pool_size=1)
+    engine = create_engine(settings.database_url, pool_size=2)
     try:
         async with create_session_factory(engine)() as db:
             verdict = await privacy.verify(db)

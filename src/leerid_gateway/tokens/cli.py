@@ -24,7 +24,7 @@ def rotation_lead(settings: Settings) -> dt.timedelta:
 async def _run(settings: Settings, action: str, lead_override: float | None) -> int:
     from sqlalchemy import select
 
-    engine = create_engine(settings.database_url, pool_size=1)
+    engine = create_engine(settings.database_url, pool_size=2)
     sealer = Sealer(settings.secret_key.get_secret_value(), "signing-keys")
     try:
         async with unit_of_work(create_session_factory(engine)) as db:
