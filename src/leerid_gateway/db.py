@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any, ClassVar, cast
 
-from sqlalchemy import DateTime, MetaData, TextClause, event, text
+from sqlalchemy import DateTime, Executable, MetaData, TextClause, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -181,6 +182,98 @@ async def connection(session: AsyncSession) -> AsyncConnection:
 
 
 _CONNECTION = "leerid_gateway.connection"
+_DRIVER = "leerid_gateway.driver"
+
+
+# (statement id, parameter names) → the statement as the driver runs it
+_IN_TRANSACTION: dict[tuple[int, tuple[str, ...]], _DriverStatement] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class _DriverStatement:
+    statement: Executable  # kept, so that its id() is not reused while it is cached
+    sql: str
+    names: tuple[str, ...]  # the parameters, in the order of $1, $2, …
+    processors: tuple[Callable[[Any], Any] | None, ...]  # each parameter's bind processor
+
+
+async def rows(
+    session: AsyncSession, statement: Executable, params: Mapping[str, Any]
+) -> Sequence[Sequence[Any]]:
+    """Run one statement, built once at import (Core or ``text()``), in the session's transaction and
+    return its rows (none for a statement that returns none).
+
+    On PostgreSQL, once SQLAlchemy has begun the transaction (its first statement), the statement
+    goes straight to that transaction's asyncpg connection: the SQL SQLAlchemy renders for asyncpg,
+    compiled once, and every parameter through its type's own bind processor (UTC datetimes, JSON,
+    UUIDs), as SQLAlchemy's execution context would. That context, its cursor and its result cost
+    more CPU than the round trip itself (bench/driver_bench.py), and an admission runs six such
+    statements. Not for statements with Python-side column defaults, values embedded in the statement
+    or expanding parameters (refused when compiled), nor for several parameter sets (executemany).
+
+    What SQLAlchemy still does: begin, commit and roll back the transaction (the driver path is only
+    taken while asyncpg reports a transaction open, so a statement can never run outside it), and
+    every statement while anything listens to statements (the tracing: one span per statement). A
+    database error comes back as SQLAlchemy's ``IntegrityError`` or ``DBAPIError`` with the driver's
+    exception as ``orig`` and no parameters in its text, as through SQLAlchemy (the reconciliation's
+    retry reads its SQLSTATE).
+
+    Rows are the driver's records: plain values, the ``uuid`` columns as asyncpg's subclass of
+    ``uuid.UUID``, timestamps timezone-aware in UTC.
+    """
+    conn = await connection(session)
+    driver = await _driver(session, conn)
+    if driver is None or conn.sync_engine.dispatch.before_cursor_execute or not driver.is_in_transaction():
+        result = await conn.execute(statement, dict(params))
+        return result.all() if result.returns_rows else ()
+    names = tuple(params)
+    prepared = _IN_TRANSACTION.get((id(statement), names))
+    if prepared is None:
+        prepared = _IN_TRANSACTION[(id(statement), names)] = _for_driver(conn, statement, names)
+    args = [
+        value if processor is None else processor(value)
+        for value, processor in zip(
+            (params[name] for name in prepared.names), prepared.processors, strict=True
+        )
+    ]
+    import asyncpg
+
+    try:
+        return await driver.fetch(prepared.sql, *args)  # type: ignore[no-any-return]
+    except asyncpg.PostgresError as exc:
+        # As SQLAlchemy's asyncpg dialect does: the server's message without its DETAIL, which quotes
+        # values ("Key (leer_id_uuid)=(…) already exists"); the SQLSTATE stays (a class attribute).
+        orig = type(exc)(exc.args[0] if exc.args else type(exc).__name__)
+        wrapper = IntegrityError if str(exc.sqlstate).startswith("23") else DBAPIError
+        raise wrapper(prepared.sql, None, orig, hide_parameters=True) from exc
+
+
+async def _driver(session: AsyncSession, conn: AsyncConnection) -> Any:
+    """The asyncpg connection under the session's current transaction (None on SQLite), asked for
+    once per transaction like ``connection()``."""
+    transaction = session.sync_session.get_transaction()
+    cached = session.info.get(_DRIVER)
+    if cached is not None and transaction is not None and cached[0] is transaction:
+        return cached[1]
+    driver = (await conn.get_raw_connection()).driver_connection if conn.dialect.driver == "asyncpg" else None
+    session.info[_DRIVER] = (transaction, driver)
+    return driver
+
+
+def _for_driver(conn: AsyncConnection, statement: Executable, names: tuple[str, ...]) -> _DriverStatement:
+    dialect = conn.dialect
+    compiled: Any = cast(Any, statement).compile(dialect=dialect, column_keys=list(names))
+    if compiled.insert_prefetch or compiled.update_prefetch:
+        raise TypeError("rows() cannot fill in Python-side column defaults: pass every column")
+    positions = tuple(compiled.positiontup or ())
+    for name in positions:
+        bind = compiled.binds[name]
+        if bind.expanding or name not in names:
+            raise TypeError(f"rows() takes named, non-expanding parameters only, not {name!r}")
+    processors = tuple(
+        compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in positions
+    )
+    return _DriverStatement(statement, compiled.string, positions, processors)
 
 
 async def flush_pending(session: AsyncSession) -> None:

@@ -33,7 +33,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from leerid_gateway.db import connection, unit_of_work, utcnow
+from leerid_gateway.db import connection, rows, unit_of_work, utcnow
 from leerid_gateway.identity import events
 from leerid_gateway.identity.models import AccountAlias, DataQualityReport, Identity
 from leerid_gateway.leerid.profile import LeerIdProfile
@@ -106,7 +106,7 @@ _TRY_LOCK_KEYS = text(
 async def _try_lock_keys(session: AsyncSession, keys: Iterable[str]) -> bool:
     """Advisory locks on ``keys`` without waiting; False if any is held by another transaction."""
     ordered = sorted({_lock_key(k) for k in keys})
-    return bool((await (await connection(session)).execute(_TRY_LOCK_KEYS, {"keys": ordered})).scalar())
+    return bool((await rows(session, _TRY_LOCK_KEYS, {"keys": ordered}))[0][0])
 
 
 async def lock_keys(session: AsyncSession, keys: Iterable[str]) -> None:
@@ -200,13 +200,12 @@ class _Found:
 
 async def _find_with_aliases(session: AsyncSession, profile: LeerIdProfile) -> _Found:
     params: dict[str, Any] = {"accounts": list(profile.all_account_uuids)}
-    conn = await connection(session)
-    by_accounts, by_keys = _FIND[conn.dialect.name]
+    by_accounts, by_keys = _FIND[(await connection(session)).dialect.name]
     statement = by_accounts
     if profile.leer_id_uuid is not None:
         statement, params["leer_id_uuid"] = by_keys, profile.leer_id_uuid
     found = _Found(identities=[], aliases={})
-    for *columns, account in await conn.execute(statement, params):
+    for *columns, account in await rows(session, statement, params):
         if not found.identities or found.identities[-1].id != columns[0]:
             found.identities.append(IdentityRecord(*columns))
         if account is not None:
@@ -381,13 +380,12 @@ async def _apply(
     survivor.school_code = school_code
     survivor.school_name = school_name
     survivor.last_login_at = now
-    conn = await connection(session)
     values = {name: getattr(survivor, name) for name in _WRITTEN}
     if outcome.created:
         inserted = values | {"sub": survivor.sub, "created_at": survivor.created_at}
-        survivor.id = (await conn.execute(_INSERT_IDENTITY, inserted)).scalar_one()
+        survivor.id = (await rows(session, _INSERT_IDENTITY, inserted))[0][0]
     else:
-        await conn.execute(_UPDATE_IDENTITY, values | {"identity_id": survivor.id})
+        await rows(session, _UPDATE_IDENTITY, values | {"identity_id": survivor.id})
 
     victims = [i for i in temporaries if i.id != survivor.id]
     for victim in victims:
@@ -404,8 +402,8 @@ async def _apply(
         elif owner in foreign:
             outcome.conflicts += 1
             await _report_conflict(session, account, survivor, foreign[owner], now)
-    if claimed:
-        await conn.execute(_INSERT_ALIAS, claimed)
+    if claimed:  # several rows at once (executemany): through SQLAlchemy
+        await (await connection(session)).execute(_INSERT_ALIAS, claimed)
 
     # Events last: emit() takes the outbox lock, held until commit; nothing may wait after it.
     if outcome.created:

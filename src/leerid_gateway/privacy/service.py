@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from leerid_gateway.db import JOURNAL_LOCK_KEY, connection, flush_pending, journal_lock, utcnow
+from leerid_gateway.db import JOURNAL_LOCK_KEY, connection, flush_pending, journal_lock, rows, utcnow
 from leerid_gateway.privacy.chain import GENESIS, entry_hash
 from leerid_gateway.privacy.models import PrivacyLogEntry
 
@@ -76,7 +76,7 @@ async def record(
         # The journal lock and then the newest hash, in one call (migration 0005); pending ORM
         # changes first, as journal_lock() does: no row change after the journal lock.
         await flush_pending(session)
-        prev = (await conn.execute(_LOCKED_HEAD, {"k": JOURNAL_LOCK_KEY})).scalar()
+        prev = (await rows(session, _LOCKED_HEAD, {"k": JOURNAL_LOCK_KEY}))[0][0]
     else:
         await journal_lock(session)
         prev = (await conn.execute(_HEAD)).scalar()
@@ -94,7 +94,7 @@ async def record(
     values["hash"] = entry_hash(**values)
     # Core, not session.add + flush: one INSERT … RETURNING id without the unit-of-work machinery
     # (the login's hot path writes one entry).
-    entry_id = (await conn.execute(_APPEND, values)).scalar_one()
+    entry_id = (await rows(session, _APPEND, values))[0][0]
     return Recorded(id=entry_id, hash=values["hash"])
 
 

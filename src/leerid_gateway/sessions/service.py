@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from leerid_gateway.db import connection, utcnow
+from leerid_gateway.db import rows, utcnow
 from leerid_gateway.identity.models import Identity
 from leerid_gateway.kit.crypto import Hasher, random_token
 from leerid_gateway.sessions.models import BrowserSession
@@ -46,7 +46,7 @@ async def create(
         "last_seen_at": now,
         "absolute_expires_at": now + policy.absolute,
     }
-    await (await connection(db)).execute(_INSERT, row)
+    await rows(db, _INSERT, row)
     return secret, sid
 
 
