@@ -117,9 +117,11 @@ class Stand:
         *,
         keep_log: bool = True,
         serve: list[str] | None = None,
+        start_timeout: float = 30,
         **gateway_env: str,
     ) -> None:
         self.database = database
+        self.start_timeout = start_timeout
         self.serve = serve or [CLI]
         self.keep_log = keep_log
         self.database_url = f"postgresql+asyncpg://postgres@{PG_HOST}:5432/{database}"
@@ -134,7 +136,7 @@ class Stand:
             **({"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}),
             "LEERID_ENVIRONMENT": "production",
             "LEERID_DATABASE_URL": self.database_url,
-            "LEERID_DATABASE_POOL_SIZE": "5",
+            "LEERID_DATABASE_POOL_SIZE": "10",
             "LEERID_PUBLIC_URL": self.url,
             "LEERID_OIDC_ISSUER": self.issuer,
             "LEERID_OIDC_CLIENT_ID": OIDC_CLIENT_ID,
@@ -202,7 +204,7 @@ class Stand:
                 stderr=subprocess.STDOUT,
                 text=True,
             )
-            self._wait(f"{self.url}/readyz", self.gateway)
+            self._wait(f"{self.url}/readyz", self.gateway, self.start_timeout)
             # The revocation listener must be up, or introspection asks the database every time.
             for _ in range(50):
                 if httpx.get(f"{self.url}/readyz").json()["info"]["revocation_listener"] == "listening":
