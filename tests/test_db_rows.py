@@ -3,6 +3,7 @@ begun, and stored exactly as SQLAlchemy's own execution would store it."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 from collections.abc import Iterator
@@ -11,7 +12,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import bindparam, event, insert, select, text, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from leerid_gateway.db import connection, create_session_factory, rows, unit_of_work
@@ -163,3 +164,20 @@ async def test_rows_refuses_what_it_cannot_run_as_sqlalchemy_would(pg: AsyncEngi
             await rows(session, _APPEND, without_fields)
         with pytest.raises(TypeError, match="named"):
             await rows(session, update(Identity).where(Identity.id == 5), {"given_name": "X"})
+
+
+async def test_a_connection_lost_under_rows_is_a_dbapi_error_and_the_pool_recovers(pg: AsyncEngine) -> None:
+    factory = create_session_factory(pg)
+    kill = text("SELECT pg_terminate_backend(:pid)")
+    with pytest.raises(DBAPIError):  # the commit of a transaction whose connection is gone
+        async with unit_of_work(factory) as session:
+            pid = (await rows(session, text("SELECT pg_backend_pid()"), {}))[0][0]  # begins it
+            async with pg.connect() as other:
+                await other.execute(kill, {"pid": pid})
+            with pytest.raises(DBAPIError):
+                for _ in range(50):  # until the driver sees the server's close
+                    await rows(session, text("SELECT 1"), {})
+                    await asyncio.sleep(0.02)
+    async with unit_of_work(factory) as session:  # a live connection, not the dead one
+        await rows(session, text("SELECT 1"), {})
+        assert (await rows(session, text("SELECT pg_backend_pid()"), {}))[0][0] != pid

@@ -185,8 +185,9 @@ _CONNECTION = "leerid_gateway.connection"
 _DRIVER = "leerid_gateway.driver"
 
 
-# (statement id, parameter names) → the statement as the driver runs it
-_IN_TRANSACTION: dict[tuple[int, tuple[str, ...]], _DriverStatement] = {}
+# (statement id, dialect, parameter names) → the statement as the driver runs it
+_IN_TRANSACTION: dict[tuple[int, str, tuple[str, ...]], _DriverStatement] = {}
+_MAX_STATEMENTS = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,9 +228,12 @@ async def rows(
         result = await conn.execute(statement, dict(params))
         return result.all() if result.returns_rows else ()
     names = tuple(params)
-    prepared = _IN_TRANSACTION.get((id(statement), names))
+    key = (id(statement), conn.dialect.name, names)
+    prepared = _IN_TRANSACTION.get(key)
     if prepared is None:
-        prepared = _IN_TRANSACTION[(id(statement), names)] = _for_driver(conn, statement, names)
+        if len(_IN_TRANSACTION) >= _MAX_STATEMENTS:  # statements built per call: a caller's mistake
+            _IN_TRANSACTION.clear()
+        prepared = _IN_TRANSACTION[key] = _for_driver(conn, statement, names)
     args = [
         value if processor is None else processor(value)
         for value, processor in zip(
@@ -242,10 +246,15 @@ async def rows(
         return await driver.fetch(prepared.sql, *args)  # type: ignore[no-any-return]
     except asyncpg.PostgresError as exc:
         # As SQLAlchemy's asyncpg dialect does: the server's message without its DETAIL, which quotes
-        # values ("Key (leer_id_uuid)=(…) already exists"); the SQLSTATE stays (a class attribute).
+        # values ("Key (leer_id_uuid)=(…) already exists"), and the SQLSTATE.
         orig = type(exc)(exc.args[0] if exc.args else type(exc).__name__)
+        orig.sqlstate = exc.sqlstate  # a class attribute, but not for codes asyncpg does not know
         wrapper = IntegrityError if str(exc.sqlstate).startswith("23") else DBAPIError
         raise wrapper(prepared.sql, None, orig, hide_parameters=True) from exc
+    except asyncpg.InterfaceError as exc:  # the connection is gone, or a value the driver cannot send
+        raise DBAPIError(
+            prepared.sql, None, exc, hide_parameters=True, connection_invalidated=driver.is_closed()
+        ) from exc
 
 
 async def _driver(session: AsyncSession, conn: AsyncConnection) -> Any:

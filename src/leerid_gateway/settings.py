@@ -79,7 +79,10 @@ class Settings(BaseSettings):
         "for the embedded default.",
     )
     database_pool_size: int = Field(
-        20, ge=1, le=200, description="Connections per process, at most; each is kept once made (PostgreSQL)."
+        20,
+        ge=2,  # the daily retention purge holds one for its lock while it works on another
+        le=200,
+        description="Connections per process, at most; each is kept once made (PostgreSQL).",
     )
     public_url: AnyHttpUrl = Field(
         AnyHttpUrl("http://127.0.0.1:8000"),
