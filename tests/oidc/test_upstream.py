@@ -215,3 +215,45 @@ async def test_a_proxy_from_the_environment_is_still_used(monkeypatch: pytest.Mo
         await server.wait_closed()
     assert (status, body) == (200, {"via": 1})
     assert seen and seen[0].startswith(b"GET http://acm.example/userinfo HTTP/1.1\r\n")
+
+
+# request_json over our own transport (oidc/transport.py) to a real loopback server: the answer is
+# taken as it came off the wire, except when httpx must decode it.
+
+
+def _answer(status: str, body: bytes, *fields: bytes) -> bytes:
+    head = b"HTTP/1.1 " + status.encode() + b"\r\nContent-Length: %d\r\n" % len(body)
+    return head + b"".join(f + b"\r\n" for f in fields) + b"\r\n" + body
+
+
+async def test_our_transport_answers_request_json_on_the_wire(monkeypatch: pytest.MonkeyPatch) -> None:
+    import gzip
+
+    from leerid_gateway.oidc.transport import Http1Transport
+    from tests.oidc.test_transport import scripted
+
+    wrapped: list[int] = []  # the answers that became httpx responses
+    as_httpx = Http1Transport.response
+    noted = staticmethod(lambda a, r: wrapped.append(a.status) or as_httpx(a, r))
+    monkeypatch.setattr(Http1Transport, "response", noted)
+
+    packed = gzip.compress(b'{"ok": "gzip"}')
+    answers = (
+        _answer("200 OK", b'{"ok": "plain"}', b"Content-Type: application/json"),
+        _answer("200 OK", packed, b"Content-Encoding: gzip"),  # httpx's decoder reads this one
+        _answer("429 Too Many Requests", b"{}", b"Retry-After: 7"),
+        _answer("200 OK", b'{"pad": "' + b"x" * MAX_BODY + b'"}'),
+    )
+    client = new_client(timeout=2, user_agent="test")
+    try:
+        async with scripted(*answers) as server:
+            assert await request_json(client, "datastore", "GET", server.url) == (200, {"ok": "plain"})
+            assert await request_json(client, "datastore", "GET", server.url) == (200, {"ok": "gzip"})
+            with pytest.raises(UpstreamError) as slow_down:
+                await request_json(client, "datastore", "GET", server.url)
+            assert (slow_down.value.status, slow_down.value.retry_after) == (429, 7.0)
+            with pytest.raises(UpstreamError, match="larger than"):
+                await request_json(client, "datastore", "GET", server.url)
+    finally:
+        await client.aclose()
+    assert wrapped == [200]  # the gzip one only

@@ -258,6 +258,23 @@ class Http1Transport(httpx.AsyncBaseTransport):
         self._closed = False
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return self.response(await self.answer(request), request)
+
+    @staticmethod
+    def response(answer: _Response, request: httpx.Request) -> httpx.Response:
+        """The answer as httpx's response (which decodes a Content-Encoding when it is read)."""
+        return httpx.Response(
+            answer.status,
+            headers=answer.headers,
+            stream=_Body(bytes(answer.body)),
+            extensions={"http_version": answer.version, "reason_phrase": answer.reason},
+            request=request,
+        )
+
+    async def answer(self, request: httpx.Request) -> _Response:
+        """Send ``request`` and return its complete answer as read off the wire: status, raw header
+        fields and the body, still in its Content-Encoding. ``handle_async_request`` is this and
+        ``response``; oidc/upstream.py takes the answer itself when no one wraps this transport."""
         if self._closed:
             raise RuntimeError("the transport is closed")
         url = request.url
@@ -288,13 +305,7 @@ class Http1Transport(httpx.AsyncBaseTransport):
                     raise httpx.WriteError(f"the connection failed ({exc})", request=request) from None
                 raise
             self._checkin(conn)
-            return httpx.Response(
-                answer.status,
-                headers=answer.headers,
-                stream=_Body(bytes(answer.body)),
-                extensions={"http_version": answer.version, "reason_phrase": answer.reason},
-                request=request,
-            )
+            return answer
         finally:
             self._slots.release()
 

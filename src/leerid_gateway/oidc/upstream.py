@@ -77,24 +77,19 @@ async def request_json(
         kwargs["headers"] = {**(kwargs.get("headers") or {}), "X-Request-ID": request_id}
     try:
         async with asyncio.timeout(deadline):
-            response = await _send(client, client.build_request(method, _parsed(url), **kwargs))
-            try:
-                body = bytearray()
-                async for chunk in response.aiter_bytes():
-                    body += chunk
-                    if len(body) > MAX_BODY:
-                        raise UpstreamError(kind, f"response larger than {MAX_BODY} bytes")
-            finally:
-                await response.aclose()
+            status, headers, body = await _exchange(
+                client, client.build_request(method, _parsed(url), **kwargs)
+            )
+        if len(body) > MAX_BODY:
+            raise UpstreamError(kind, f"response larger than {MAX_BODY} bytes")
     except ResponseTooLarge:
         raise UpstreamError(kind, f"response larger than {MAX_BODY} bytes") from None
     except (httpx.TimeoutException, TimeoutError):
         raise UpstreamError(kind, "timeout") from None
     except httpx.HTTPError as exc:
         raise UpstreamError(kind, f"transport error ({type(exc).__name__})") from None
-    status = response.status_code
     if status == 429 or status >= 500:
-        raise UpstreamError(kind, f"HTTP {status}", status=status, retry_after=_retry_after(response))
+        raise UpstreamError(kind, f"HTTP {status}", status=status, retry_after=_retry_after(headers))
     if status not in ok and status < 400:
         raise UpstreamError(kind, f"HTTP {status}", status=status)
     try:
@@ -120,17 +115,46 @@ def _parsed(url: str) -> httpx.URL:
     return parsed
 
 
-async def _send(client: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:
+async def _exchange(
+    client: httpx.AsyncClient, request: httpx.Request
+) -> tuple[int, httpx.Headers | list[tuple[bytes, bytes]], bytes]:
     """One request straight to the transport httpx would pick for it (its own proxy transport when
     the environment names a proxy, else ours): what ``AsyncClient.send`` does without its cookie
     jar, auth flow and redirect loop, none of which a call to ACM may use, and which cost half as
-    much CPU again as the transport itself. ``_transport_for_url`` is also the hook respx mocks."""
-    return await client._transport_for_url(request.url).handle_async_request(request)
+    much CPU again as the transport itself. ``_transport_for_url`` is also the hook respx mocks.
+
+    From our own transport the answer is taken as it came off the wire (status, header fields,
+    body), without an httpx response around it, unless the body has a Content-Encoding (httpx's
+    decoders then read it) or something wraps the transport (OpenTelemetry's instrumentation sets
+    its own ``handle_async_request`` on the instance: that one runs, and every call gets its span).
+    Returns (status, header fields, body); a body past ``MAX_BODY`` is cut short there + a chunk.
+    """
+    transport = client._transport_for_url(request.url)
+    if type(transport) is Http1Transport and "handle_async_request" not in vars(transport):
+        answer = await transport.answer(request)
+        if not any(name.lower() == b"content-encoding" for name, _ in answer.headers):
+            return answer.status, answer.headers, bytes(answer.body)
+        response = transport.response(answer, request)
+    else:
+        response = await transport.handle_async_request(request)
+    try:
+        body = bytearray()
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) > MAX_BODY:
+                break  # the caller refuses it
+    finally:
+        await response.aclose()
+    return response.status_code, response.headers, bytes(body)
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def _retry_after(headers: httpx.Headers | list[tuple[bytes, bytes]]) -> float | None:
     """RFC 9110 §10.2.3 Retry-After in seconds (the HTTP-date form is treated as unknown)."""
-    value = response.headers.get("retry-after")
+    if isinstance(headers, httpx.Headers):
+        value = headers.get("retry-after")
+    else:
+        found = [v for name, v in headers if name.lower() == b"retry-after"]
+        value = found[-1].decode("latin-1") if found else None
     if value is None:
         return None
     try:
