@@ -10,8 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse
 from fastapi.routing import APIRoute
 
-from leerid_gateway.deps import DbSession, GatewayDep, RequestId, client_address, get_request_id
-from leerid_gateway.gateway import Gateway
+from leerid_gateway.deps import DbSession, GatewayDep, RequestId, client_address, get_gateway, get_request_id
 from leerid_gateway.oidc.return_to import MAX_LENGTH, is_allowed
 from leerid_gateway.oidc.service import bad_return_to
 from leerid_gateway.sessions import cookies
@@ -81,16 +80,11 @@ def _invalid(kind: str, name: str, message: str) -> dict[str, Any]:
     return {"type": kind, "loc": ("query", name), "msg": message}  # no "input": it may be a code
 
 
-def _gateway(request: Request) -> Gateway:
-    gateway: Gateway = request.app.state.gateway
-    return gateway
-
-
 router = APIRouter(tags=["login"], route_class=_Route)
 
 
 async def _login(request: Request, params: dict[str, str]) -> Response:
-    gateway = _gateway(request)
+    gateway = await get_gateway(request)
     start = await gateway.relying_party.start(params["return_to"], client=client_address(request))
     response = RedirectResponse(start.authorization_url, status_code=303)
     cookies.set_login_binding(response, gateway.settings, start.browser_binding)
@@ -139,7 +133,7 @@ _CALLBACK_RESPONSES: dict[int | str, dict[str, str]] = {
 
 
 async def _callback_query(request: Request, params: dict[str, str]) -> Response:
-    return await _finish(request, _gateway(request), params, await get_request_id(request))
+    return await _finish(request, await get_gateway(request), params, await get_request_id(request))
 
 
 @router.get("/callback", status_code=303, response_class=RedirectResponse, responses=_CALLBACK_RESPONSES)

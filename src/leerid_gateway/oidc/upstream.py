@@ -117,7 +117,7 @@ def _parsed(url: str) -> httpx.URL:
 
 async def _exchange(
     client: httpx.AsyncClient, request: httpx.Request
-) -> tuple[int, httpx.Headers | list[tuple[bytes, bytes]], bytes]:
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     """One request straight to the transport httpx would pick for it (its own proxy transport when
     the environment names a proxy, else ours): what ``AsyncClient.send`` does without its cookie
     jar, auth flow and redirect loop, none of which a call to ACM may use, and which cost half as
@@ -127,7 +127,7 @@ async def _exchange(
     body), without an httpx response around it, unless the body has a Content-Encoding (httpx's
     decoders then read it) or something wraps the transport (OpenTelemetry's instrumentation sets
     its own ``handle_async_request`` on the instance: that one runs, and every call gets its span).
-    Returns (status, header fields, body); a body past ``MAX_BODY`` is cut short there + a chunk.
+    Returns (status, raw header fields, body); a body past ``MAX_BODY`` is cut short there + a chunk.
     """
     transport = client._transport_for_url(request.url)
     if type(transport) is Http1Transport and "handle_async_request" not in vars(transport):
@@ -145,16 +145,13 @@ async def _exchange(
                 break  # the caller refuses it
     finally:
         await response.aclose()
-    return response.status_code, response.headers, bytes(body)
+    return response.status_code, response.headers.raw, bytes(body)
 
 
-def _retry_after(headers: httpx.Headers | list[tuple[bytes, bytes]]) -> float | None:
+def _retry_after(headers: list[tuple[bytes, bytes]]) -> float | None:
     """RFC 9110 §10.2.3 Retry-After in seconds (the HTTP-date form is treated as unknown)."""
-    if isinstance(headers, httpx.Headers):
-        value = headers.get("retry-after")
-    else:
-        found = [v for name, v in headers if name.lower() == b"retry-after"]
-        value = found[-1].decode("latin-1") if found else None
+    found = [v for name, v in headers if name.lower() == b"retry-after"]
+    value = found[-1].decode("latin-1") if found else None
     if value is None:
         return None
     try:
