@@ -38,8 +38,9 @@ def _control(pid: int, *args: str) -> None:
     subprocess.run(["callgrind_control", *args, str(pid)], check=True, capture_output=True, timeout=120)
 
 
-def _counted(pid: int, out_dir: Path, work: object) -> int:
-    """Instructions the gateway executed during ``work()``."""
+def _counted(pid: int, out_dir: Path, work: object, keep: Path | None = None) -> int:
+    """Instructions the gateway executed during ``work()``; with ``keep``, the dump is copied there
+    (for ``callgrind_annotate --inclusive=yes``)."""
     for old in out_dir.glob("callgrind.out.*"):
         old.unlink()
     _control(pid, "-z")
@@ -50,6 +51,8 @@ def _counted(pid: int, out_dir: Path, work: object) -> int:
         for dump in out_dir.glob("callgrind.out.*"):
             found = _TOTALS.search(dump.read_text(errors="replace"))
             if found:
+                if keep is not None:
+                    keep.write_bytes(dump.read_bytes())
                 return int(found.group(1))
         time.sleep(0.2)
     raise RuntimeError("callgrind wrote no dump")
@@ -59,7 +62,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--logins", type=int, default=120)
     parser.add_argument("--bare", type=int, default=400, help="/healthz requests counted")
+    parser.add_argument("--keep", type=Path, help="folder to keep the callgrind dumps in")
     args = parser.parse_args()
+    keep: dict[str, Path | None] = {"bare": None, "sequential": None, "concurrent": None}
+    if args.keep is not None:
+        args.keep.mkdir(parents=True, exist_ok=True)
+        keep = {name: args.keep / f"callgrind.{name}" for name in keep}
     out_dir = Path(tempfile.mkdtemp(prefix="callgrind-"))
     serve = [
         "valgrind",
@@ -86,9 +94,9 @@ def main() -> None:
         def concurrent() -> None:
             asyncio.run(logins(stand, args.logins, 8))
 
-        per_bare = _counted(pid, out_dir, bare) / args.bare
-        per_login = _counted(pid, out_dir, sequential) / args.logins
-        per_login_8 = _counted(pid, out_dir, concurrent) / args.logins
+        per_bare = _counted(pid, out_dir, bare, keep["bare"]) / args.bare
+        per_login = _counted(pid, out_dir, sequential, keep["sequential"]) / args.logins
+        per_login_8 = _counted(pid, out_dir, concurrent, keep["concurrent"]) / args.logins
         per_bare_after = _counted(pid, out_dir, bare) / args.bare
     bare_median = (per_bare + per_bare_after) / 2
     results = {

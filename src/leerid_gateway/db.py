@@ -6,6 +6,7 @@ is made only by the Alembic migrations in ``migrations/``.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, cast
 
 from sqlalchemy import DateTime, Executable, MetaData, TextClause, event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -198,42 +199,157 @@ class _DriverStatement:
     processors: tuple[Callable[[Any], Any] | None, ...]  # each parameter's bind processor
 
 
-async def rows(
-    session: AsyncSession, statement: Executable, params: Mapping[str, Any]
-) -> Sequence[Sequence[Any]]:
+@dataclass(frozen=True, slots=True)
+class DriverTransaction:
+    """A transaction run straight on a pooled asyncpg connection (``driver_unit_of_work``): what
+    ``rows()`` needs and nothing else. Work that needs SQLAlchemy's Session calls ``orm()``, which
+    raises ``NeedsSession``, and is run again in a ``unit_of_work``."""
+
+    driver: Any  # the asyncpg connection
+    dialect: Dialect
+
+
+# What the statements of a login's admission run on: a Session, or a transaction on the driver.
+Db = AsyncSession | DriverTransaction
+
+
+class NeedsSession(Exception):
+    """Work on a ``DriverTransaction`` reached a step that needs SQLAlchemy's Session (the ORM,
+    several parameter sets at once, a statement with a row count). Nothing it did is kept: its
+    transaction is rolled back, and the caller runs the work again in a ``unit_of_work``."""
+
+
+def orm(db: Db) -> AsyncSession:
+    """The Session behind ``db``; on a ``DriverTransaction``, ``NeedsSession``."""
+    if isinstance(db, DriverTransaction):
+        raise NeedsSession
+    return db
+
+
+def dialect_name(db: Db) -> str:
+    return db.dialect.name if isinstance(db, DriverTransaction) else db.get_bind().dialect.name
+
+
+def driver_transactions(engine: AsyncEngine) -> bool:
+    """Whether ``driver_unit_of_work`` may be used: asyncpg, and nothing listening to statements
+    (the tracing's spans come from SQLAlchemy's statement events; with tracing on, every statement
+    goes through SQLAlchemy)."""
+    return engine.dialect.driver == "asyncpg" and not engine.sync_engine.dispatch.before_cursor_execute
+
+
+@asynccontextmanager
+async def driver_unit_of_work(engine: AsyncEngine) -> AsyncIterator[DriverTransaction]:
+    """One transaction straight on a pooled asyncpg connection: commit when the block ends
+    normally, roll back on any exception. For the login's admission (oidc/service.py): a Session's
+    transaction cost ~0.9 ms of CPU more than the same statements on the driver (the Session, its
+    begin and commit, the connection it checks out, the first statement through SQLAlchemy;
+    docs/performance.md, session 5), a tenth of a login.
+
+    The connection comes from, and goes back to, the engine's pool (checkout events and all), as
+    ``fetchrow_autocommit``'s does. If the transaction could not be ended cleanly (the rollback or
+    the commit failed, or the task was cancelled while a statement ran), the connection's state is
+    not known and it is discarded; a connection that failed takes every older pooled connection with
+    it, as SQLAlchemy does on a disconnect. READ COMMITTED, the server's default, as a Session's.
+    """
+    pooled = await engine.raw_connection()
+    driver = pooled.driver_connection
+    clean = False
+    try:
+        transaction = await _begin(driver)
+        try:
+            yield DriverTransaction(driver, engine.dialect)
+        except BaseException:
+            # A rollback that fails (after a cancelled statement: another operation is in progress)
+            # leaves the connection unclean; the work's own exception is what the caller sees.
+            with contextlib.suppress(Exception):
+                await transaction.rollback()
+                clean = True
+            raise
+        await _commit(transaction)
+        clean = True
+    except BaseException as exc:
+        if not clean:
+            if _is_disconnect(exc) or (isinstance(exc, DBAPIError) and exc.connection_invalidated):
+                engine.sync_engine.pool._invalidate(pooled, exc)
+            else:
+                pooled.invalidate()
+        raise
+    finally:
+        pooled.close()
+
+
+async def _begin(driver: Any) -> Any:
+    import asyncpg
+
+    transaction = driver.transaction()
+    try:
+        await transaction.start()
+    except asyncpg.PostgresError as exc:
+        raise _wrapped(exc, "BEGIN") from exc
+    return transaction
+
+
+async def _commit(transaction: Any) -> None:
+    import asyncpg
+
+    try:
+        await transaction.commit()
+    except asyncpg.PostgresError as exc:  # a serialization failure, a deferred constraint
+        raise _wrapped(exc, "COMMIT") from exc
+
+
+def _wrapped(exc: Any, sql: str) -> DBAPIError:
+    """As SQLAlchemy's asyncpg dialect does: the server's message without its DETAIL, which quotes
+    values ("Key (leer_id_uuid)=(…) already exists"), and the SQLSTATE."""
+    orig = type(exc)(exc.args[0] if exc.args else type(exc).__name__)
+    orig.sqlstate = exc.sqlstate  # a class attribute, but not for codes asyncpg does not know
+    wrapper = IntegrityError if str(exc.sqlstate).startswith("23") else DBAPIError
+    return wrapper(sql, None, orig, hide_parameters=True)
+
+
+async def rows(session: Db, statement: Executable, params: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
     """Run one statement, built once at import (Core or ``text()``), in the session's transaction and
     return its rows (none for a statement that returns none).
 
-    On PostgreSQL, once SQLAlchemy has begun the transaction (its first statement), the statement
-    goes straight to that transaction's asyncpg connection: the SQL SQLAlchemy renders for asyncpg,
-    compiled once, and every parameter through its type's own bind processor (UTC datetimes, JSON,
-    UUIDs), as SQLAlchemy's execution context would. That context, its cursor and its result cost
-    more CPU than the round trip itself (bench/driver_bench.py), and an admission runs six such
-    statements. Not for statements with Python-side column defaults, values embedded in the statement
-    or expanding parameters (refused when compiled), nor for several parameter sets (executemany).
+    On PostgreSQL, on a ``DriverTransaction`` or once SQLAlchemy has begun the Session's transaction
+    (its first statement), the statement goes straight to that transaction's asyncpg connection: the
+    SQL SQLAlchemy renders for asyncpg, compiled once, and every parameter through its type's own
+    bind processor (UTC datetimes, JSON, UUIDs), as SQLAlchemy's execution context would. That
+    context, its cursor and its result cost more CPU than the round trip itself
+    (bench/driver_bench.py), and an admission runs six such statements. Not for statements with
+    Python-side column defaults, values embedded in the statement or expanding parameters (refused
+    when compiled), nor for several parameter sets (executemany).
 
-    What SQLAlchemy still does: begin, commit and roll back the transaction (the driver path is only
-    taken while asyncpg reports a transaction open, so a statement can never run outside it), and
-    every statement while anything listens to statements (the tracing: one span per statement). A
-    database error comes back as SQLAlchemy's ``IntegrityError`` or ``DBAPIError`` with the driver's
-    exception as ``orig`` and no parameters in its text, as through SQLAlchemy (the reconciliation's
-    retry reads its SQLSTATE).
+    What SQLAlchemy still does for a Session: begin, commit and roll back the transaction (the
+    driver path is only taken while asyncpg reports a transaction open, so a statement can never run
+    outside it), and every statement while anything listens to statements (the tracing: one span
+    per statement). A database error comes back as SQLAlchemy's ``IntegrityError`` or ``DBAPIError``
+    with the driver's exception as ``orig`` and no parameters in its text, as through SQLAlchemy
+    (the reconciliation's retry reads its SQLSTATE).
 
     Rows are the driver's records: plain values, the ``uuid`` columns as asyncpg's subclass of
     ``uuid.UUID``, timestamps timezone-aware in UTC.
     """
+    if isinstance(session, DriverTransaction):
+        return await _on_driver(session.driver, session.dialect, statement, params)
     conn = await connection(session)
     driver = await _driver(session, conn)
     if driver is None or conn.sync_engine.dispatch.before_cursor_execute or not driver.is_in_transaction():
         result = await conn.execute(statement, dict(params))
         return result.all() if result.returns_rows else ()
+    return await _on_driver(driver, conn.dialect, statement, params)
+
+
+async def _on_driver(
+    driver: Any, dialect: Dialect, statement: Executable, params: Mapping[str, Any]
+) -> Sequence[Sequence[Any]]:
     names = tuple(params)
-    key = (id(statement), conn.dialect.name, names)
+    key = (id(statement), dialect.name, names)
     prepared = _IN_TRANSACTION.get(key)
     if prepared is None:
         if len(_IN_TRANSACTION) >= _MAX_STATEMENTS:  # statements built per call: a caller's mistake
             _IN_TRANSACTION.clear()
-        prepared = _IN_TRANSACTION[key] = _for_driver(conn, statement, names)
+        prepared = _IN_TRANSACTION[key] = _for_driver(dialect, statement, names)
     args = [
         value if processor is None else processor(value)
         for value, processor in zip(
@@ -245,13 +361,10 @@ async def rows(
     try:
         return await driver.fetch(prepared.sql, *args)  # type: ignore[no-any-return]
     except asyncpg.PostgresError as exc:
-        # As SQLAlchemy's asyncpg dialect does: the server's message without its DETAIL, which quotes
-        # values ("Key (leer_id_uuid)=(…) already exists"), and the SQLSTATE.
-        orig = type(exc)(exc.args[0] if exc.args else type(exc).__name__)
-        orig.sqlstate = exc.sqlstate  # a class attribute, but not for codes asyncpg does not know
-        wrapper = IntegrityError if str(exc.sqlstate).startswith("23") else DBAPIError
-        raise wrapper(prepared.sql, None, orig, hide_parameters=True) from exc
-    except asyncpg.InterfaceError as exc:  # the connection is gone, or a value the driver cannot send
+        raise _wrapped(exc, prepared.sql) from exc
+    # The connection is gone, or a value the driver cannot send; or the server's close arrived while
+    # the driver sat idle and it is out of step (InternalClientError, "another operation is in progress").
+    except (asyncpg.InterfaceError, asyncpg.exceptions.InternalClientError) as exc:
         raise DBAPIError(
             prepared.sql, None, exc, hide_parameters=True, connection_invalidated=driver.is_closed()
         ) from exc
@@ -269,8 +382,7 @@ async def _driver(session: AsyncSession, conn: AsyncConnection) -> Any:
     return driver
 
 
-def _for_driver(conn: AsyncConnection, statement: Executable, names: tuple[str, ...]) -> _DriverStatement:
-    dialect = conn.dialect
+def _for_driver(dialect: Dialect, statement: Executable, names: tuple[str, ...]) -> _DriverStatement:
     compiled: Any = cast(Any, statement).compile(dialect=dialect, column_keys=list(names))
     if compiled.insert_prefetch or compiled.update_prefetch:
         raise TypeError("rows() cannot fill in Python-side column defaults: pass every column")

@@ -35,8 +35,10 @@ def profile(
 
 
 async def login(engine: AsyncEngine, p: LeerIdProfile, **kwargs: Any) -> Reconciliation:
-    """One login's reconciliation in its own transaction, retried as the gateway's admission is."""
-    return await in_retried_transaction(create_session_factory(engine), lambda db: reconcile(db, p, **kwargs))
+    """One login's reconciliation in its own transaction, retried as the gateway's admission is (on
+    the driver first where the engine allows it, else in a Session)."""
+    factory = create_session_factory(engine)
+    return await in_retried_transaction(factory, lambda db: reconcile(db, p, **kwargs), on_driver=True)
 
 
 @dataclass

@@ -8,16 +8,14 @@ from sqlalchemy import bindparam, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leerid_gateway.access.models import PartnerSchool
-from leerid_gateway.db import connection
+from leerid_gateway.db import Db, connection, orm
 from leerid_gateway.leerid.profile import LeerIdProfile
 
 # Built once: constructing the statement costs more CPU than running its cached compiled form.
 _PARTNERS_AMONG = select(PartnerSchool.code).where(PartnerSchool.code.in_(bindparam("codes", expanding=True)))
 
 
-async def partner_school_of(
-    db: AsyncSession, profile: LeerIdProfile, known: Set[str] | None = None
-) -> str | None:
+async def partner_school_of(db: Db, profile: LeerIdProfile, known: Set[str] | None = None) -> str | None:
     """The first of the pupil's enrolments that is at a partner school, or None (refuse).
 
     ``known``: every partner school's code, from the replica's list that NOTIFY keeps current
@@ -26,7 +24,7 @@ async def partner_school_of(
     if not profile.school_codes:
         return None
     if known is None:
-        conn = await connection(db)
+        conn = await connection(orm(db))  # an expanding IN: through SQLAlchemy
         known = set((await conn.execute(_PARTNERS_AMONG, {"codes": list(profile.school_codes)})).scalars())
     return next((code for code in profile.school_codes if code in known), None)
 

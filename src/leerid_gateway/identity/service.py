@@ -26,14 +26,26 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import String, any_, bindparam, delete, insert, select, text, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from leerid_gateway.db import connection, rows, unit_of_work, utcnow
+from leerid_gateway.db import (
+    Db,
+    DriverTransaction,
+    NeedsSession,
+    connection,
+    dialect_name,
+    driver_transactions,
+    driver_unit_of_work,
+    orm,
+    rows,
+    unit_of_work,
+    utcnow,
+)
 from leerid_gateway.identity import events
 from leerid_gateway.identity.models import AccountAlias, DataQualityReport, Identity
 from leerid_gateway.leerid.profile import LeerIdProfile
@@ -93,8 +105,8 @@ def lock_order(account_uuids: Iterable[str], leer_id_uuid: str | None) -> list[i
     return sorted({_lock_key(k) for k in keys})
 
 
-def _is_postgres(session: AsyncSession) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
+def _is_postgres(session: Db) -> bool:
+    return dialect_name(session) == "postgresql"
 
 
 _LOCK_KEYS = text("SELECT count(pg_advisory_xact_lock(k)) FROM unnest(CAST(:keys AS bigint[])) AS k")
@@ -103,20 +115,20 @@ _TRY_LOCK_KEYS = text(
 )
 
 
-async def _try_lock_keys(session: AsyncSession, keys: Iterable[str]) -> bool:
+async def _try_lock_keys(session: Db, keys: Iterable[str]) -> bool:
     """Advisory locks on ``keys`` without waiting; False if any is held by another transaction."""
     ordered = sorted({_lock_key(k) for k in keys})
     return bool((await rows(session, _TRY_LOCK_KEYS, {"keys": ordered}))[0][0])
 
 
-async def lock_keys(session: AsyncSession, keys: Iterable[str]) -> None:
+async def lock_keys(session: Db, keys: Iterable[str]) -> None:
     """Advisory locks on ``keys`` in sorted order (PostgreSQL only; held until the transaction ends)."""
     if not _is_postgres(session):
         return
     ordered = sorted({_lock_key(k) for k in keys})
     # One round trip for all of them: unnest() yields the array in order, and a function scan
     # feeds the locks one by one in that order, so the sorted-order rule (no deadlock) holds.
-    await (await connection(session)).execute(_LOCK_KEYS, {"keys": ordered})
+    await rows(session, _LOCK_KEYS, {"keys": ordered})
 
 
 # The statements of a reconciliation, built once (building one costs more CPU than running it).
@@ -198,9 +210,9 @@ class _Found:
     aliases: dict[str, int]  # account_uuid → identity id
 
 
-async def _find_with_aliases(session: AsyncSession, profile: LeerIdProfile) -> _Found:
+async def _find_with_aliases(session: Db, profile: LeerIdProfile) -> _Found:
     params: dict[str, Any] = {"accounts": list(profile.all_account_uuids)}
-    by_accounts, by_keys = _FIND[(await connection(session)).dialect.name]
+    by_accounts, by_keys = _FIND[dialect_name(session)]
     statement = by_accounts
     if profile.leer_id_uuid is not None:
         statement, params["leer_id_uuid"] = by_keys, profile.leer_id_uuid
@@ -213,13 +225,13 @@ async def _find_with_aliases(session: AsyncSession, profile: LeerIdProfile) -> _
     return found
 
 
-async def find_identities(session: AsyncSession, profile: LeerIdProfile) -> list[IdentityRecord]:
+async def find_identities(session: Db, profile: LeerIdProfile) -> list[IdentityRecord]:
     """Every identity this login's keys point at: by leer_id_uuid and by any account alias."""
     return (await _find_with_aliases(session, profile)).identities
 
 
 async def reconcile(
-    session: AsyncSession,
+    session: Db,
     profile: LeerIdProfile,
     *,
     school_code: str | None = None,
@@ -261,12 +273,20 @@ class Contended(Exception):
 
 
 async def in_retried_transaction(
-    factory: async_sessionmaker[AsyncSession], work: Callable[[AsyncSession], Awaitable[T]]
+    factory: async_sessionmaker[AsyncSession],
+    work: Callable[[AsyncSession], Awaitable[T]] | Callable[[Db], Awaitable[T]],
+    *,
+    on_driver: bool = False,
 ) -> T:
     """Run ``work`` in one transaction; run it again, in a fresh one, when it was Contended or hit a
     unique violation or deadlock (the last line of defence: the locks should make those impossible,
     and a fresh read then finds the other transaction's committed rows). A transaction holds no
     state outside the database, so running it again is exactly as if the first never happened.
+
+    ``on_driver``: ``work`` takes a ``Db`` and is first run on a ``DriverTransaction`` where the
+    engine allows it (``db.driver_transactions``: PostgreSQL, no tracing); when it needs the
+    Session (``NeedsSession``), it is run again at once in a Session's transaction, and so are its
+    further attempts. The login's admission: a returning pupil's login needs no Session.
 
     Never nested: an inner call would open a second connection while the outer transaction holds
     advisory locks, and could wait for one of them, a wait PostgreSQL cannot see as a deadlock.
@@ -276,19 +296,31 @@ async def in_retried_transaction(
     running = _in_retried_transaction.set(True)
     learnt = _keys_learnt.set(frozenset())
     try:
-        return await _attempts(factory, work)
+        return await _attempts(factory, cast(Callable[[Db], Awaitable[T]], work), on_driver)
     finally:
         _keys_learnt.reset(learnt)
         _in_retried_transaction.reset(running)
 
 
 async def _attempts(
-    factory: async_sessionmaker[AsyncSession], work: Callable[[AsyncSession], Awaitable[T]]
+    factory: async_sessionmaker[AsyncSession], work: Callable[[Db], Awaitable[T]], on_driver: bool
 ) -> T:
-    for attempt in range(1, _ATTEMPTS + 1):
+    engine = factory.kw["bind"]
+    on_driver = on_driver and driver_transactions(engine)
+    attempt = 0
+    while attempt < _ATTEMPTS:
+        attempt += 1
         try:
+            if on_driver:
+                async with driver_unit_of_work(engine) as transaction:
+                    return await work(transaction)
             async with unit_of_work(factory) as session:
                 return await work(session)
+        except NeedsSession:
+            if not on_driver:
+                raise
+            on_driver, attempt = False, attempt - 1  # not a race: no back-off, not an attempt
+            continue
         except Contended as contended:
             if attempt == _ATTEMPTS:
                 raise
@@ -327,7 +359,7 @@ def _retryable(exc: DBAPIError) -> bool:
 
 
 async def _apply(
-    session: AsyncSession,
+    session: Db,
     profile: LeerIdProfile,
     found: _Found,
     school_code: str | None,
@@ -373,6 +405,16 @@ async def _apply(
     survivor = outcome.identity
     # Rule 5: identified pupils other than the survivor are never merged into it.
     foreign = {i.id: i for i in identified if i.id != survivor.id}
+    victims = [i for i in temporaries if i.id != survivor.id]
+    if isinstance(session, DriverTransaction) and (
+        outcome.created
+        or outcome.identified
+        or victims
+        or any(alias_owner.get(a) is None or alias_owner[a] in foreign for a in profile.all_account_uuids)
+    ):
+        # Events, merges, new aliases, reports: the Session's work (most logins do none of it).
+        # Before anything is written: the transaction is run again in a Session (NeedsSession).
+        orm(session)
 
     # Rule 6: the latest login's attributes, nothing else.
     survivor.given_name = profile.given_name
@@ -387,9 +429,8 @@ async def _apply(
     else:
         await rows(session, _UPDATE_IDENTITY, values | {"identity_id": survivor.id})
 
-    victims = [i for i in temporaries if i.id != survivor.id]
     for victim in victims:
-        await _merge(session, victim, survivor)
+        await _merge(orm(session), victim, survivor)
         outcome.merged_subs.append(victim.sub)
 
     # Rule 2: claim every account of this login that nobody owns yet; an account owned by another
@@ -401,18 +442,19 @@ async def _apply(
             claimed.append({"account_uuid": account, "identity_id": survivor.id, "created_at": now})
         elif owner in foreign:
             outcome.conflicts += 1
-            await _report_conflict(session, account, survivor, foreign[owner], now)
+            await _report_conflict(orm(session), account, survivor, foreign[owner], now)
     if claimed:  # several rows at once (executemany): through SQLAlchemy
-        await (await connection(session)).execute(_INSERT_ALIAS, claimed)
+        await (await connection(orm(session))).execute(_INSERT_ALIAS, claimed)
 
     # Events last: emit() takes the outbox lock, held until commit; nothing may wait after it.
     if outcome.created:
-        await events.emit(session, events.CREATED, survivor.sub, {"temporary": survivor.temporary})
+        await events.emit(orm(session), events.CREATED, survivor.sub, {"temporary": survivor.temporary})
     if outcome.identified:
-        await events.emit(session, events.IDENTIFIED, survivor.sub)
+        await events.emit(orm(session), events.IDENTIFIED, survivor.sub)
     for sub in outcome.merged_subs:
-        await events.emit(session, events.MERGED, survivor.sub, {"from": str(sub), "into": str(survivor.sub)})
-    if session.new:  # reports and events (rare: most logins write neither)
+        merged = {"from": str(sub), "into": str(survivor.sub)}
+        await events.emit(orm(session), events.MERGED, survivor.sub, merged)
+    if isinstance(session, AsyncSession) and session.new:  # reports and events (rare)
         await session.flush()
     return outcome
 

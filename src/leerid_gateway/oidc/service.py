@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from leerid_gateway.access import service as access
 from leerid_gateway.access.cache import PartnerSchools
-from leerid_gateway.db import utcnow
+from leerid_gateway.db import Db, orm, utcnow
 from leerid_gateway.identity import service as identity_service
 from leerid_gateway.kit import metrics
 from leerid_gateway.kit.crypto import Hasher, b64url, random_token
@@ -291,14 +291,14 @@ class RelyingParty:
         # Before the transaction: a list missing from memory is read on a connection of its own.
         partners = await self._partners.codes() if self._partners is not None else None
 
-        async def admission(db: AsyncSession) -> tuple[LoginResult, int] | None:
+        async def admission(db: Db) -> tuple[LoginResult, int] | None:
             school = await access.partner_school_of(db, profile, partners)
             if school is None:
                 # Protocol art. 3: no enrolment (any more), no access — and the pupil's open
                 # sessions end. A first-time refused pupil leaves nothing behind.
                 existing = await identity_service.find_identities(db, profile)
                 for known in existing:
-                    await sessions.revoke_for_identity(db, known.id)
+                    await sessions.revoke_for_identity(orm(db), known.id)
                 await privacy.record(
                     db,
                     actor="system",
@@ -340,7 +340,8 @@ class RelyingParty:
             result = LoginResult(session_cookie=cookie, return_to=return_to, sid=sid)
             return result, len(outcome.merged_subs)
 
-        admitted = await identity_service.in_retried_transaction(self._factory, admission)
+        # On the driver first: a returning pupil's admission needs no Session (identity/service.py).
+        admitted = await identity_service.in_retried_transaction(self._factory, admission, on_driver=True)
         if admitted is None:
             raise access_refused(return_to)
         result, merges = admitted

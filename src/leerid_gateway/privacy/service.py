@@ -12,7 +12,17 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from leerid_gateway.db import JOURNAL_LOCK_KEY, connection, flush_pending, journal_lock, rows, utcnow
+from leerid_gateway.db import (
+    JOURNAL_LOCK_KEY,
+    Db,
+    connection,
+    dialect_name,
+    flush_pending,
+    journal_lock,
+    orm,
+    rows,
+    utcnow,
+)
 from leerid_gateway.privacy.chain import GENESIS, entry_hash
 from leerid_gateway.privacy.models import PrivacyLogEntry
 
@@ -54,7 +64,7 @@ def staff_actor(name: str) -> str:
 
 
 async def record(
-    session: AsyncSession,
+    session: Db,
     *,
     actor: str,
     action: str,
@@ -71,15 +81,16 @@ async def record(
     last hash read here is the one this entry follows. Written at once, so that the next entry of
     the same transaction finds it.
     """
-    conn = await connection(session)
-    if conn.dialect.name == "postgresql":
+    if dialect_name(session) == "postgresql":
         # The journal lock and then the newest hash, in one call (migration 0005); pending ORM
         # changes first, as journal_lock() does: no row change after the journal lock.
-        await flush_pending(session)
+        if isinstance(session, AsyncSession):
+            await flush_pending(session)
         prev = (await rows(session, _LOCKED_HEAD, {"k": JOURNAL_LOCK_KEY}))[0][0]
     else:
+        session = orm(session)
         await journal_lock(session)
-        prev = (await conn.execute(_HEAD)).scalar()
+        prev = (await (await connection(session)).execute(_HEAD)).scalar()
     values: dict[str, Any] = {
         "prev_hash": prev or GENESIS,
         "at": utcnow(),

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from leerid_gateway.db import rows, utcnow
+from leerid_gateway.db import Db, rows, utcnow
 from leerid_gateway.identity.models import Identity
 from leerid_gateway.kit.crypto import Hasher, random_token
 from leerid_gateway.sessions.models import BrowserSession
@@ -31,9 +31,7 @@ class ActiveSession:
     expires_at: dt.datetime
 
 
-async def create(
-    db: AsyncSession, hasher: Hasher, policy: SessionPolicy, identity_id: int
-) -> tuple[str, str]:
+async def create(db: Db, hasher: Hasher, policy: SessionPolicy, identity_id: int) -> tuple[str, str]:
     """Return (cookie value, session id). Only the HMAC of the cookie value is stored."""
     now = utcnow()
     secret, sid = random_token(32), random_token(16)
