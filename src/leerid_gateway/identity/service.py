@@ -23,7 +23,7 @@ import hashlib
 import logging
 import random
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
@@ -216,8 +216,31 @@ async def _find_with_aliases(session: Db, profile: LeerIdProfile) -> _Found:
     statement = by_accounts
     if profile.leer_id_uuid is not None:
         statement, params["leer_id_uuid"] = by_keys, profile.leer_id_uuid
+    return _found(await rows(session, statement, params))
+
+
+# PostgreSQL: the keys locked and then the identities read, in one call (migration 0007).
+_LOCKED_IDENTITIES = text(
+    "SELECT * FROM leerid_locked_identities("
+    "CAST(:keys AS bigint[]), CAST(:accounts AS varchar[]), CAST(:leer_id AS varchar))"
+)
+
+
+async def _lock_and_find(session: Db, keys: Iterable[str], profile: LeerIdProfile) -> _Found:
+    """``lock_keys`` and then ``_find_with_aliases``, in one round trip: the read is the function's
+    own query, with a snapshot taken after every lock was granted."""
+    params = {
+        "keys": sorted({_lock_key(k) for k in keys}),
+        "accounts": list(profile.all_account_uuids),
+        "leer_id": profile.leer_id_uuid,
+    }
+    return _found(await rows(session, _LOCKED_IDENTITIES, params))
+
+
+def _found(found_rows: Iterable[Sequence[Any]]) -> _Found:
+    """Rows of ``_IDENTITY_COLUMNS`` + an account alias, ordered by identity id."""
     found = _Found(identities=[], aliases={})
-    for *columns, account in await rows(session, statement, params):
+    for *columns, account in found_rows:
         if not found.identities or found.identities[-1].id != columns[0]:
             found.identities.append(IdentityRecord(*columns))
         if account is not None:
@@ -249,10 +272,14 @@ async def reconcile(
     login holds a key it must take without waiting, and only a fresh transaction can go on.
     """
     keys = _profile_keys(profile) | _keys_learnt.get()
-    await lock_keys(session, keys)
-    for _ in range(_MAX_LOCK_ROUNDS):
+    postgres = _is_postgres(session)
+    # PostgreSQL: lock (waiting, in order) and read in one call; SQLite has one writer: read.
+    if postgres:
+        found = await _lock_and_find(session, keys, profile)
+    else:
         found = await _find_with_aliases(session, profile)
-        missing = _keys_of(found) - keys if _is_postgres(session) else frozenset()
+    for _ in range(_MAX_LOCK_ROUNDS):
+        missing = _keys_of(found) - keys if postgres else frozenset()
         if not missing:
             return await _apply(session, profile, found, school_code, school_name)
         # The identities found hold keys we do not: take those without waiting (waiting while
@@ -260,6 +287,7 @@ async def reconcile(
         if not await _try_lock_keys(session, missing):
             raise Contended(keys | missing)
         keys |= missing
+        found = await _find_with_aliases(session, profile)
     raise RuntimeError("identity keys kept changing while reconciling")
 
 
