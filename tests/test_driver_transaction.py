@@ -190,3 +190,47 @@ async def test_needs_session_outside_the_driver_is_not_swallowed(db: AsyncEngine
     with pytest.raises(NeedsSession):
         await in_retried_transaction(create_session_factory(db), work, on_driver=True)
     assert calls[-1] is not DriverTransaction and len(calls) == (2 if driver_transactions(db) else 1)
+
+
+async def test_a_commit_the_server_refuses_is_sqlalchemys_and_keeps_the_connection(pg: AsyncEngine) -> None:
+    """A deferred constraint fails at COMMIT: an IntegrityError with its SQLSTATE; the server ended
+    the transaction, so the connection goes back to the pool as it is."""
+    with pytest.raises(IntegrityError) as raised:
+        async with driver_unit_of_work(pg) as transaction:
+            driver = transaction.driver
+            await rows(
+                transaction,
+                text("CREATE TEMP TABLE once (x int UNIQUE DEFERRABLE INITIALLY DEFERRED) ON COMMIT DROP"),
+                {},
+            )
+            await rows(transaction, text("INSERT INTO once VALUES (1), (1)"), {})
+    assert raised.value.orig.sqlstate == "23505"  # type: ignore[union-attr]
+    assert not driver.is_closed() and not driver.is_in_transaction()
+
+
+async def test_a_connection_lost_before_commit_is_a_dbapi_error(pg: AsyncEngine) -> None:
+    kill = text("SELECT pg_terminate_backend(:pid)")
+    with pytest.raises(DBAPIError):
+        async with driver_unit_of_work(pg) as transaction:
+            pid = (await rows(transaction, _PID, {}))[0][0]
+            await rows(transaction, _NEW_IDENTITY, _identity("lost-at-commit"))
+            async with pg.connect() as other:
+                await other.execute(kill, {"pid": pid})
+    assert pg.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    assert await _leer_ids(pg) == []
+
+
+async def test_a_connection_lost_mid_statement_retires_the_older_pooled_ones(pg: AsyncEngine) -> None:
+    """As SQLAlchemy does on a disconnect: the server may have restarted, so every connection made
+    before the failure is replaced at its next checkout (the pool hands them out oldest first)."""
+    async with driver_unit_of_work(pg) as first, driver_unit_of_work(pg) as second:
+        older = {first.driver, second.driver}
+    kill = text("SELECT pg_terminate_backend(:pid)")
+    with pytest.raises(DBAPIError):
+        async with driver_unit_of_work(pg) as transaction:
+            pid = (await rows(transaction, _PID, {}))[0][0]
+            async with pg.connect() as other:
+                await other.execute(kill, {"pid": pid})
+            await rows(transaction, text("SELECT pg_sleep(1)"), {})
+    async with driver_unit_of_work(pg) as first, driver_unit_of_work(pg) as second:
+        assert not {first.driver, second.driver} & older

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar, cast
@@ -250,12 +250,16 @@ async def driver_unit_of_work(engine: AsyncEngine) -> AsyncIterator[DriverTransa
     the commit failed, or the task was cancelled while a statement ran), the connection's state is
     not known and it is discarded; a connection that failed takes every older pooled connection with
     it, as SQLAlchemy does on a disconnect. READ COMMITTED, the server's default, as a Session's.
+    A task cancelled while its COMMIT is under way cannot know whether the server committed (with
+    any client): the transaction is then committed whole or not at all, and its connection is
+    discarded.
     """
     pooled = await engine.raw_connection()
-    driver = pooled.driver_connection
+    driver: Any = pooled.driver_connection
     clean = False
     try:
-        transaction = await _begin(driver)
+        transaction = driver.transaction()
+        await _ended(transaction.start, driver, "BEGIN")
         try:
             yield DriverTransaction(driver, engine.dialect)
         except BaseException:
@@ -265,11 +269,20 @@ async def driver_unit_of_work(engine: AsyncEngine) -> AsyncIterator[DriverTransa
                 await transaction.rollback()
                 clean = True
             raise
-        await _commit(transaction)
+        try:
+            await _ended(transaction.commit, driver, "COMMIT")
+        except DBAPIError as exc:
+            # Refused by the server (a serialization failure, a deferred constraint): it has ended
+            # the transaction, and the connection is clean.
+            clean = not exc.connection_invalidated and _is_server_error(exc.orig)
+            raise
         clean = True
     except BaseException as exc:
         if not clean:
-            if _is_disconnect(exc) or (isinstance(exc, DBAPIError) and exc.connection_invalidated):
+            if _is_disconnect(exc) or (
+                isinstance(exc, DBAPIError)
+                and (exc.connection_invalidated or (exc.orig is not None and _is_disconnect(exc.orig)))
+            ):
                 engine.sync_engine.pool._invalidate(pooled, exc)
             else:
                 pooled.invalidate()
@@ -278,24 +291,25 @@ async def driver_unit_of_work(engine: AsyncEngine) -> AsyncIterator[DriverTransa
         pooled.close()
 
 
-async def _begin(driver: Any) -> Any:
+def _is_server_error(exc: BaseException | None) -> bool:
     import asyncpg
 
-    transaction = driver.transaction()
+    return isinstance(exc, asyncpg.PostgresError) and not isinstance(exc, asyncpg.PostgresConnectionError)
+
+
+async def _ended(step: Callable[[], Awaitable[Any]], driver: Any, sql: str) -> None:
+    """BEGIN or COMMIT, with the driver's errors as SQLAlchemy's, as ``rows()`` raises them."""
+    import asyncpg
+
     try:
-        await transaction.start()
+        await step()
     except asyncpg.PostgresError as exc:
-        raise _wrapped(exc, "BEGIN") from exc
-    return transaction
-
-
-async def _commit(transaction: Any) -> None:
-    import asyncpg
-
-    try:
-        await transaction.commit()
-    except asyncpg.PostgresError as exc:  # a serialization failure, a deferred constraint
-        raise _wrapped(exc, "COMMIT") from exc
+        raise _wrapped(exc, sql) from exc
+    except (asyncpg.InterfaceError, asyncpg.exceptions.InternalClientError, OSError) as exc:
+        if isinstance(exc, TimeoutError):
+            raise
+        lost = driver.is_closed()
+        raise DBAPIError(sql, None, exc, hide_parameters=True, connection_invalidated=lost) from exc
 
 
 def _wrapped(exc: Any, sql: str) -> DBAPIError:
@@ -365,9 +379,8 @@ async def _on_driver(
     # The connection is gone, or a value the driver cannot send; or the server's close arrived while
     # the driver sat idle and it is out of step (InternalClientError, "another operation is in progress").
     except (asyncpg.InterfaceError, asyncpg.exceptions.InternalClientError) as exc:
-        raise DBAPIError(
-            prepared.sql, None, exc, hide_parameters=True, connection_invalidated=driver.is_closed()
-        ) from exc
+        lost = driver.is_closed() or isinstance(exc, asyncpg.ConnectionDoesNotExistError)
+        raise DBAPIError(prepared.sql, None, exc, hide_parameters=True, connection_invalidated=lost) from exc
 
 
 async def _driver(session: AsyncSession, conn: AsyncConnection) -> Any:

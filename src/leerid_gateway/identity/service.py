@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, cast
+from typing import Any, Literal, TypeVar, cast, overload
 
 from sqlalchemy import String, any_, bindparam, delete, insert, select, text, update
 from sqlalchemy.dialects import postgresql
@@ -300,6 +300,21 @@ class Contended(Exception):
         self.keys = keys
 
 
+@overload
+async def in_retried_transaction(
+    factory: async_sessionmaker[AsyncSession],
+    work: Callable[[AsyncSession], Awaitable[T]],
+    *,
+    on_driver: Literal[False] = False,
+) -> T: ...
+
+
+@overload
+async def in_retried_transaction(
+    factory: async_sessionmaker[AsyncSession], work: Callable[[Db], Awaitable[T]], *, on_driver: Literal[True]
+) -> T: ...
+
+
 async def in_retried_transaction(
     factory: async_sessionmaker[AsyncSession],
     work: Callable[[AsyncSession], Awaitable[T]] | Callable[[Db], Awaitable[T]],
@@ -333,13 +348,13 @@ async def in_retried_transaction(
 async def _attempts(
     factory: async_sessionmaker[AsyncSession], work: Callable[[Db], Awaitable[T]], on_driver: bool
 ) -> T:
-    engine = factory.kw["bind"]
-    on_driver = on_driver and driver_transactions(engine)
+    engine = factory.kw["bind"] if on_driver else None
+    on_driver = engine is not None and driver_transactions(engine)
     attempt = 0
     while attempt < _ATTEMPTS:
         attempt += 1
         try:
-            if on_driver:
+            if on_driver and engine is not None:
                 async with driver_unit_of_work(engine) as transaction:
                     return await work(transaction)
             async with unit_of_work(factory) as session:

@@ -340,8 +340,12 @@ class RelyingParty:
             result = LoginResult(session_cookie=cookie, return_to=return_to, sid=sid)
             return result, len(outcome.merged_subs)
 
-        # On the driver first: a returning pupil's admission needs no Session (identity/service.py).
-        admitted = await identity_service.in_retried_transaction(self._factory, admission, on_driver=True)
+        # On the driver first: a returning pupil's admission needs no Session (identity/service.py),
+        # unless the partner list must be read in the transaction (an expanding IN: the Session's).
+        if partners is None:
+            admitted = await identity_service.in_retried_transaction(self._factory, admission)
+        else:
+            admitted = await identity_service.in_retried_transaction(self._factory, admission, on_driver=True)
         if admitted is None:
             raise access_refused(return_to)
         result, merges = admitted
