@@ -48,7 +48,7 @@ class AccessLogMiddleware:
             elapsed = time.perf_counter() - started
             route = route_template(scope)
             method = scope["method"] if scope["method"] in METHODS else "OTHER"
-            metrics.HTTP_SECONDS.labels(method=method, route=route, status=str(status)).observe(elapsed)
+            metrics.observe_request(method, route, status, elapsed)
             log.info(
                 "%s %s %d",
                 method,

@@ -20,6 +20,10 @@ from leerid_gateway.kit.middleware import request_id_var
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
 
 
+# Made once: json.dumps() with any non-default argument builds a new encoder for every line.
+_ENCODE = json.JSONEncoder(default=str, ensure_ascii=False).encode
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, request_id and the ``extra`` fields."""
 
@@ -39,7 +43,7 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info and record.exc_info[0] is not None:
             # The type only: a traceback's locals and messages may quote request data.
             entry["exception"] = record.exc_info[0].__name__
-        return json.dumps(entry, default=str, ensure_ascii=False)
+        return _ENCODE(entry)
 
 
 def configure_logging(level: str = "info", stream: TextIO | None = None) -> None:

@@ -6,7 +6,6 @@ import contextvars
 import re
 import secrets
 
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
@@ -22,12 +21,25 @@ PAGE_CSP = (
 
 
 class RequestContextMiddleware:
-    """Accepts a sane ``X-Request-ID`` or makes one; echoes it; adds the security headers."""
+    """Accepts a sane ``X-Request-ID`` or makes one; echoes it; adds the security headers (each only
+    where the application set none of its own)."""
 
     def __init__(self, app: ASGIApp, *, hsts: bool, page_form_targets: str = "") -> None:
         self.app = app
         self.hsts = hsts
         self.page_csp = PAGE_CSP.format(form=page_form_targets).replace("  ", " ")
+        # The raw header fields, made once (every response carries them).
+        defaults = [
+            (b"x-content-type-options", b"nosniff"),
+            (b"referrer-policy", b"no-referrer"),
+            (b"x-frame-options", b"DENY"),
+            (b"cross-origin-opener-policy", b"same-origin"),
+        ]
+        if hsts:
+            defaults.append((b"strict-transport-security", b"max-age=31536000; includeSubDomains"))
+        self._defaults = tuple(defaults)
+        self._page_csp = self.page_csp.encode("latin-1")
+        self._api_csp = API_CSP.encode("latin-1")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -42,24 +54,31 @@ class RequestContextMiddleware:
         token = request_id_var.set(request_id)
         scope.setdefault("state", {})["request_id"] = request_id
         path: str = scope["path"]
+        echoed = (b"x-request-id", request_id.encode("latin-1"))
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                headers["X-Request-ID"] = request_id
-                headers.setdefault("X-Content-Type-Options", "nosniff")
-                headers.setdefault("Referrer-Policy", "no-referrer")
-                headers.setdefault("X-Frame-Options", "DENY")
-                headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
-                if path.startswith(("/docs", "/redoc")):
-                    # Swagger UI loads its scripts from a CDN; it still may not be framed.
-                    headers.setdefault("Content-Security-Policy", "frame-ancestors 'none'")
-                else:
-                    content_type = headers.get("content-type", "")
-                    csp = self.page_csp if content_type.startswith("text/html") else API_CSP
-                    headers.setdefault("Content-Security-Policy", csp)
-                if self.hsts:
-                    headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+                headers: list[tuple[bytes, bytes]] = []
+                present: set[bytes] = set()
+                content_type = b""
+                for name, value in message.get("headers", ()):
+                    lowered = name.lower()
+                    if lowered == b"x-request-id":
+                        continue  # ours replaces it
+                    if lowered == b"content-type":
+                        content_type = value
+                    present.add(lowered)
+                    headers.append((name, value))
+                headers.append(echoed)
+                headers.extend(field for field in self._defaults if field[0] not in present)
+                if b"content-security-policy" not in present:
+                    if path.startswith(("/docs", "/redoc")):
+                        # Swagger UI loads its scripts from a CDN; it still may not be framed.
+                        headers.append((b"content-security-policy", b"frame-ancestors 'none'"))
+                    else:
+                        csp = self._page_csp if content_type.startswith(b"text/html") else self._api_csp
+                        headers.append((b"content-security-policy", csp))
+                message["headers"] = headers
             await send(message)
 
         try:
