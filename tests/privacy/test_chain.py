@@ -145,7 +145,7 @@ async def _record_one(factory: object, hold: float = 0.0) -> int:
 
 async def test_writers_that_wait_for_each_other_still_form_one_chain(pg: AsyncEngine) -> None:
     """The second writer asks for the head while the first holds the journal lock with an entry not
-    yet committed: it must wait, then chain to that entry (migration 0005: the head is read with a
+    yet committed: it must wait, then chain to that entry (migration 0008: the head is read with a
     snapshot taken after the lock was granted, not when the statement started)."""
     import asyncio
 

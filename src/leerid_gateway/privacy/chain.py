@@ -31,6 +31,21 @@ def entry_hash(
     data: dict[str, Any] | None,
 ) -> str:
     """SHA-256 of a canonical JSON encoding (sorted keys, no whitespace, UTC microseconds)."""
+    encoded = _encoded(prev_hash, at, actor, action, sub, fields, purpose, request_id, data)
+    return hashlib.sha256(encoded.encode("utf-8")).hexdigest()
+
+
+def _encoded(
+    prev_hash: str,
+    at: dt.datetime,
+    actor: str,
+    action: str,
+    sub: uuid.UUID | None,
+    fields: Sequence[str],
+    purpose: str,
+    request_id: str | None,
+    data: dict[str, Any] | None,
+) -> str:
     payload = {
         "v": 1,
         "prev": prev_hash,
@@ -43,5 +58,32 @@ def entry_hash(
         "request_id": request_id,
         "data": data,
     }
-    encoded = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(encoded.encode("utf-8")).hexdigest()
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+# prev as a value that nothing else encodes to: a string's quote inside a value is always escaped,
+# so `"prev":"\u0000"` is a key and its value. Only ``data`` can hold keys, and it sorts before
+# "prev": the last occurrence is the entry's own.
+_PREV_MARK = '"prev":"\\u0000"'
+
+
+def entry_hash_parts(
+    *,
+    at: dt.datetime,
+    actor: str,
+    action: str,
+    sub: uuid.UUID | None,
+    fields: Sequence[str],
+    purpose: str,
+    request_id: str | None,
+    data: dict[str, Any] | None,
+) -> tuple[str, str]:
+    """The canonical encoding around the previous entry's hash: (before, after), such that
+    ``sha256(before + prev_hash + after)`` is ``entry_hash(prev_hash, ...)`` for any 64-hex-digit
+    ``prev_hash`` (which JSON writes as it is). For the database to finish the hash once it knows
+    the head of the chain (PostgreSQL, migration 0008): the same chain, computed in one round trip."""
+    encoded = _encoded("\x00", at, actor, action, sub, fields, purpose, request_id, data)
+    head, mark, tail = encoded.rpartition(_PREV_MARK)
+    if not mark:
+        raise AssertionError("the canonical encoding lost its prev field")
+    return head + '"prev":"', '"' + tail

@@ -4,12 +4,13 @@ de privacylogs"). An entry is always written in the transaction of the act it re
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, text
+from sqlalchemy import bindparam, delete, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leerid_gateway.db import (
@@ -23,7 +24,7 @@ from leerid_gateway.db import (
     rows,
     utcnow,
 )
-from leerid_gateway.privacy.chain import GENESIS, entry_hash
+from leerid_gateway.privacy.chain import GENESIS, entry_hash, entry_hash_parts
 from leerid_gateway.privacy.models import PrivacyLogEntry
 
 # Actions, stable strings: the DPO's exports and queries rely on them.
@@ -47,7 +48,17 @@ SYSTEM = "system"
 
 
 _HEAD = select(PrivacyLogEntry.hash).order_by(PrivacyLogEntry.id.desc()).limit(1)
-_LOCKED_HEAD = text("SELECT leerid_privacy_log_head(:k)")
+# PostgreSQL: lock, head, hash and entry in one call (migration 0008). The parameters are typed as
+# the columns are, so that rows() runs the columns' own bind processors (UTC, JSON, UUID).
+_LOCKED_APPEND = text(
+    "SELECT * FROM leerid_privacy_log_append(:k, :genesis, :before, :after, "
+    ":at, :actor, :action, :sub, :fields, :purpose, :request_id, :data)"
+).bindparams(
+    bindparam("at", type_=PrivacyLogEntry.__table__.c.at.type),
+    bindparam("sub", type_=PrivacyLogEntry.__table__.c.sub.type),
+    bindparam("fields", type_=PrivacyLogEntry.__table__.c.fields.type),
+    bindparam("data", type_=PrivacyLogEntry.__table__.c.data.type),
+)
 _APPEND = insert(PrivacyLogEntry).returning(PrivacyLogEntry.id)
 
 
@@ -81,18 +92,7 @@ async def record(
     last hash read here is the one this entry follows. Written at once, so that the next entry of
     the same transaction finds it.
     """
-    if dialect_name(session) == "postgresql":
-        # The journal lock and then the newest hash, in one call (migration 0005); pending ORM
-        # changes first, as journal_lock() does: no row change after the journal lock.
-        if isinstance(session, AsyncSession):
-            await flush_pending(session)
-        prev = (await rows(session, _LOCKED_HEAD, {"k": JOURNAL_LOCK_KEY}))[0][0]
-    else:
-        session = orm(session)
-        await journal_lock(session)
-        prev = (await (await connection(session)).execute(_HEAD)).scalar()
     values: dict[str, Any] = {
-        "prev_hash": prev or GENESIS,
         "at": utcnow(),
         "actor": actor,
         "action": action,
@@ -102,6 +102,23 @@ async def record(
         "request_id": request_id,
         "data": data,
     }
+    if dialect_name(session) == "postgresql":
+        # The journal lock, the head and the entry in one call (migration 0008); pending ORM
+        # changes first, as journal_lock() does: no row change after the journal lock.
+        if isinstance(session, AsyncSession):
+            await flush_pending(session)
+        before, after = entry_hash_parts(**values)
+        params = values | {"k": JOURNAL_LOCK_KEY, "genesis": GENESIS, "before": before, "after": after}
+        entry_id, prev, digest = (await rows(session, _LOCKED_APPEND, params))[0]
+        # The database finished the hash: it must be the chain's own (a database whose encoding is
+        # not UTF-8 would hash other bytes). A mismatch fails the whole transaction, not the chain.
+        if hashlib.sha256((before + prev + after).encode("utf-8")).hexdigest() != digest:
+            raise RuntimeError("the database computed a privacy-log hash that is not the chain's")
+        return Recorded(id=entry_id, hash=digest)
+    session = orm(session)
+    await journal_lock(session)
+    prev = (await (await connection(session)).execute(_HEAD)).scalar()
+    values["prev_hash"] = prev or GENESIS
     values["hash"] = entry_hash(**values)
     # Core, not session.add + flush: one INSERT … RETURNING id without the unit-of-work machinery
     # (the login's hot path writes one entry).
