@@ -77,16 +77,16 @@ async def test_entries_appended_in_one_call_are_the_chain_entry_hash_defines(pg:
 
 
 async def test_a_hash_the_database_got_wrong_stops_the_transaction(pg: AsyncEngine) -> None:
-    """As if the database hashed other bytes than the chain's (say, not UTF-8): the function is
-    replaced by one that does, inside the test's transaction (PostgreSQL's DDL is transactional)."""
+    """As if the function had been changed to hash other bytes than the chain's: it is replaced by
+    one that does, inside the test's transaction (PostgreSQL's DDL is transactional)."""
     factory = create_session_factory(pg)
     with pytest.raises(RuntimeError, match="not the chain's"):
         async with unit_of_work(factory) as db:
             source = (
                 await db.execute(text("SELECT pg_get_functiondef('leerid_privacy_log_append'::regproc)"))
             ).scalar_one()
-            right = "convert_to(hashed_before || prev"
-            wrong = source.replace(right, "convert_to('!' || hashed_before || prev")
+            right = "sha256(hashed_before ||"
+            wrong = source.replace(right, "sha256('\\x21'::bytea || hashed_before ||")
             assert wrong != source
             await db.execute(text(wrong))
             await privacy.record(db, actor="system", action="test.append", purpose="authenticatie")

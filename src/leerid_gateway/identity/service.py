@@ -278,10 +278,12 @@ async def reconcile(
         found = await _lock_and_find(session, keys, profile)
     else:
         found = await _find_with_aliases(session, profile)
-    for _ in range(_MAX_LOCK_ROUNDS):
+    for round_ in range(1, _MAX_LOCK_ROUNDS + 1):
         missing = _keys_of(found) - keys if postgres else frozenset()
         if not missing:
             return await _apply(session, profile, found, school_code, school_name)
+        if round_ == _MAX_LOCK_ROUNDS:
+            break
         # The identities found hold keys we do not: take those without waiting (waiting while
         # holding keys out of the global order could deadlock), then read again under them.
         if not await _try_lock_keys(session, missing):

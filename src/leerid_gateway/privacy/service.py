@@ -51,7 +51,7 @@ _HEAD = select(PrivacyLogEntry.hash).order_by(PrivacyLogEntry.id.desc()).limit(1
 # PostgreSQL: lock, head, hash and entry in one call (migration 0008). The parameters are typed as
 # the columns are, so that rows() runs the columns' own bind processors (UTC, JSON, UUID).
 _LOCKED_APPEND = text(
-    "SELECT * FROM leerid_privacy_log_append(:k, :genesis, :before, :after, "
+    "SELECT * FROM leerid_privacy_log_append(:k, :genesis, CAST(:before AS bytea), CAST(:after AS bytea), "
     ":at, :actor, :action, :sub, :fields, :purpose, :request_id, :data)"
 ).bindparams(
     bindparam("at", type_=PrivacyLogEntry.__table__.c.at.type),
@@ -107,12 +107,13 @@ async def record(
         # changes first, as journal_lock() does: no row change after the journal lock.
         if isinstance(session, AsyncSession):
             await flush_pending(session)
-        before, after = entry_hash_parts(**values)
+        before, after = (part.encode("utf-8") for part in entry_hash_parts(**values))
         params = values | {"k": JOURNAL_LOCK_KEY, "genesis": GENESIS, "before": before, "after": after}
         entry_id, prev, digest = (await rows(session, _LOCKED_APPEND, params))[0]
-        # The database finished the hash: it must be the chain's own (a database whose encoding is
-        # not UTF-8 would hash other bytes). A mismatch fails the whole transaction, not the chain.
-        if hashlib.sha256((before + prev + after).encode("utf-8")).hexdigest() != digest:
+        # The database finished the hash: it must be the chain's own (a function changed by hand or
+        # by a faulty migration would break the chain unseen until the next verify). A mismatch
+        # fails the whole transaction, not the chain.
+        if hashlib.sha256(before + prev.encode("ascii") + after).hexdigest() != digest:
             raise RuntimeError("the database computed a privacy-log hash that is not the chain's")
         return Recorded(id=entry_id, hash=digest)
     session = orm(session)

@@ -39,7 +39,8 @@ def _login_same_site(settings: Settings) -> str:
 # values are ours (random_token: base64url, RFC 6265 cookie-octets) and the names fixed, so nothing
 # needs quoting, and SimpleCookie's Morsel machinery cost ~80 µs of CPU per login.
 _VALUE = re.compile(r"[A-Za-z0-9_-]{1,200}")
-# A past Expires beside Max-Age=0 (RFC 6265bis §5.6.2: Max-Age wins), as Starlette's delete_cookie.
+# Expires in the past beside Max-Age=0 (RFC 6265bis §5.6.2: Max-Age wins): Starlette's delete_cookie
+# writes the current time there, this a fixed date.
 _EXPIRED = "expires=Thu, 01 Jan 1970 00:00:00 GMT; HttpOnly; Max-Age=0; Path=/; SameSite="
 
 
