@@ -5,8 +5,6 @@ the work needs one."""
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -30,23 +28,18 @@ from leerid_gateway.db import (
 from leerid_gateway.identity.models import Identity
 from leerid_gateway.identity.service import in_retried_transaction
 from tests.identity import login, profile, read_state
+from tests.test_db_rows import _identity
 
 _NEW_IDENTITY = insert(Identity).returning(Identity.id)
 _PID = text("SELECT pg_backend_pid()")
 
 
-def _identity(leer_id: str) -> dict[str, Any]:
-    now = dt.datetime.now(dt.UTC)
-    return {
-        "sub": uuid.uuid4(),
-        "leer_id_uuid": leer_id,
-        "given_name": "Ann",
-        "family_name": "Peeters",
-        "school_code": None,
-        "school_name": None,
-        "created_at": now,
-        "last_login_at": now,
-    }
+async def _killed(engine: AsyncEngine, transaction: DriverTransaction) -> int:
+    """Terminate the transaction's backend from another connection; its pid."""
+    pid: int = (await rows(transaction, _PID, {}))[0][0]
+    async with engine.connect() as other:
+        await other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    return pid
 
 
 async def _leer_ids(engine: AsyncEngine) -> list[str | None]:
@@ -119,12 +112,9 @@ async def test_a_cancelled_statement_costs_its_connection_not_the_next_transacti
 
 
 async def test_a_lost_connection_is_a_dbapi_error_and_the_pool_recovers(pg: AsyncEngine) -> None:
-    kill = text("SELECT pg_terminate_backend(:pid)")
     with pytest.raises(DBAPIError):
         async with driver_unit_of_work(pg) as transaction:
-            pid = (await rows(transaction, _PID, {}))[0][0]
-            async with pg.connect() as other:
-                await other.execute(kill, {"pid": pid})
+            pid = await _killed(pg, transaction)
             for _ in range(50):  # until the driver sees the server's close
                 await rows(transaction, text("SELECT 1"), {})
                 await asyncio.sleep(0.02)
@@ -209,13 +199,10 @@ async def test_a_commit_the_server_refuses_is_sqlalchemys_and_keeps_the_connecti
 
 
 async def test_a_connection_lost_before_commit_is_a_dbapi_error(pg: AsyncEngine) -> None:
-    kill = text("SELECT pg_terminate_backend(:pid)")
     with pytest.raises(DBAPIError):
         async with driver_unit_of_work(pg) as transaction:
-            pid = (await rows(transaction, _PID, {}))[0][0]
             await rows(transaction, _NEW_IDENTITY, _identity("lost-at-commit"))
-            async with pg.connect() as other:
-                await other.execute(kill, {"pid": pid})
+            await _killed(pg, transaction)
     assert pg.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
     assert await _leer_ids(pg) == []
 
@@ -225,12 +212,9 @@ async def test_a_connection_lost_mid_statement_retires_the_older_pooled_ones(pg:
     before the failure is replaced at its next checkout (the pool hands them out oldest first)."""
     async with driver_unit_of_work(pg) as first, driver_unit_of_work(pg) as second:
         older = {first.driver, second.driver}
-    kill = text("SELECT pg_terminate_backend(:pid)")
     with pytest.raises(DBAPIError):
         async with driver_unit_of_work(pg) as transaction:
-            pid = (await rows(transaction, _PID, {}))[0][0]
-            async with pg.connect() as other:
-                await other.execute(kill, {"pid": pid})
+            await _killed(pg, transaction)
             await rows(transaction, text("SELECT pg_sleep(1)"), {})
     async with driver_unit_of_work(pg) as first, driver_unit_of_work(pg) as second:
         assert not {first.driver, second.driver} & older
