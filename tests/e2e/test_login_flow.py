@@ -4,7 +4,9 @@ Each test runs on PostgreSQL and on SQLite (the ``backend`` fixture)."""
 
 from __future__ import annotations
 
+import re
 import uuid
+from urllib.parse import parse_qs
 
 import httpx
 import jwt
@@ -206,3 +208,32 @@ async def test_events_feed_follows_identity_changes(world: World) -> None:
     bad = httpx.get(f"{world.url}/events", params={"after": -1}, auth=(client_id, secret))
     assert bad.status_code == 422
     assert bad.headers["content-type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize("response_mode", ["query", "form_post"])
+async def test_the_authorization_request_carries_exactly_its_parameters(
+    make_world: WorldFactory, response_mode: str
+) -> None:
+    """OIDC Core §3.1.2.1 with PKCE (RFC 7636 §4.3): each parameter once, the fixed ones as
+    configured, state, nonce and the S256 challenge fresh and base64url for every login."""
+    world: World = await make_world(response_mode=response_mode)
+    seen: list[dict[str, list[str]]] = []
+    for _ in range(2):
+        answer = httpx.get(f"{world.url}/login", params={"return_to": RETURN_TO})
+        assert answer.status_code == 303
+        location = httpx.URL(answer.headers["location"])
+        seen.append(parse_qs(location.query.decode(), keep_blank_values=True, strict_parsing=True))
+    fixed = {
+        "response_type": ["code"],
+        "client_id": [world.settings.oidc_client_id],
+        "redirect_uri": [f"{world.url}/callback"],
+        "scope": [world.settings.oidc_scopes],
+        "code_challenge_method": ["S256"],
+    } | ({"response_mode": ["form_post"]} if response_mode == "form_post" else {})
+    for asked in seen:
+        assert {k: v for k, v in asked.items() if k in fixed} == fixed
+        assert set(asked) == set(fixed) | {"state", "nonce", "code_challenge"}
+        for fresh in ("state", "nonce", "code_challenge"):
+            (value,) = asked[fresh]
+            assert re.fullmatch(r"[A-Za-z0-9_-]{43}", value)
+    assert all(seen[0][k] != seen[1][k] for k in ("state", "nonce", "code_challenge"))

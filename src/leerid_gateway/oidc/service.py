@@ -117,6 +117,17 @@ class RelyingParty:
         self._state_hasher = Hasher(secret, "login-state")
         self._browser_hasher = Hasher(secret, "login-browser")
         self.session_hasher = Hasher(secret, "session")
+        # §3.1.2.1 authentication request: the parameters that are the same for every login.
+        fixed = {
+            "response_type": "code",
+            "client_id": settings.oidc_client_id,
+            "redirect_uri": settings.redirect_uri,
+            "scope": settings.oidc_scopes,
+            "code_challenge_method": "S256",
+        }
+        if settings.oidc_response_mode is ResponseMode.FORM_POST:
+            fixed["response_mode"] = "form_post"
+        self._fixed_query = urlencode(fixed)
         self.session_policy = sessions.SessionPolicy(
             idle=dt.timedelta(seconds=settings.session_idle_ttl),
             absolute=dt.timedelta(seconds=settings.session_absolute_ttl),
@@ -146,21 +157,12 @@ class RelyingParty:
                 "expires_at": now + dt.timedelta(seconds=self.settings.oidc_login_ttl),
             },
         )
-        params = {
-            "response_type": "code",
-            "client_id": self.settings.oidc_client_id,
-            "redirect_uri": self.settings.redirect_uri,
-            "scope": self.settings.oidc_scopes,
-            "state": state,
-            "nonce": nonce,
-            "code_challenge": create_s256_code_challenge(verifier),
-            "code_challenge_method": "S256",
-        }
-        if self.settings.oidc_response_mode is ResponseMode.FORM_POST:
-            params["response_mode"] = "form_post"
+        # state, nonce and the S256 challenge are base64url (RFC 7636 §4.2): nothing in them needs
+        # percent-encoding, so only the request's fixed parameters are encoded, once.
+        dynamic = f"&state={state}&nonce={nonce}&code_challenge={create_s256_code_challenge(verifier)}"
         separator = "&" if "?" in metadata.authorization_endpoint else "?"
         return LoginStart(
-            authorization_url=metadata.authorization_endpoint + separator + urlencode(params),
+            authorization_url=metadata.authorization_endpoint + separator + self._fixed_query + dynamic,
             browser_binding=binding,
         )
 
