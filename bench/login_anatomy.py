@@ -1,17 +1,17 @@
 """Where a login's CPU time goes, as the kernel accounts it: the gateway's user and system time,
-its wake-ups (voluntary context switches), preemptions, minor page faults and the CPU of each of
-its threads, per login, next to the same figures per bare request (/healthz under wrk) of the same
-run. Read from /proc/PID/{stat,status,task/*/schedstat} before and after each part; no tools
-beyond bench/stand.py's.
+its event loop's wake-ups (voluntary context switches) and preemptions, minor page faults and the
+CPU of each of its threads, per login, next to the same figures per bare request (/healthz under
+wrk, before and after the logins) of the same run. Read from /proc/PID/{stat,status,task/*/schedstat}
+before and after each part; needs what bench/stand.py and wrk need, nothing more.
 
-    .venv/bin/python -m bench.login_anatomy              # ~1 minute
+    .venv/bin/python -m bench.login_anatomy              # ~30 seconds
     .venv/bin/python -m bench.login_anatomy --logins 600
 
 Why it exists: CPU time per login does not follow the instruction count
 (bench/login_instructions.py). A login is ~6 bare requests in instructions but 10 to 28 in CPU
-time, depending on the machine: it runs cold, waking up many times on cores shared with the
-client, the stand-in ACM and PostgreSQL, while wrk keeps the bare request hot
-(docs/performance.md, session 6).
+time, depending on the machine. The working hypothesis (docs/performance.md, session 6): it runs
+cold, waking up many times on cores shared with the client, the stand-in ACM and PostgreSQL,
+while wrk keeps the bare request hot.
 """
 
 from __future__ import annotations
@@ -32,57 +32,83 @@ _TICK = os.sysconf("SC_CLK_TCK")
 
 
 def _sample(pid: int) -> dict[str, float]:
-    """Cumulative counters of the process (all its threads) and each thread's scheduler time."""
+    """Cumulative counters: the process's (all its threads), the main thread's context switches,
+    and each thread's scheduler time, keyed by its id (Python 3.11 names every thread after the
+    process; the main thread, whose id is the pid, is the event loop's)."""
     stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     status = dict(
         line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line
     )
     sample = {
-        # proc(5): fields 10 (minflt), 14 (utime), 15 (stime); after the ")" they are 8, 12, 13.
+        # proc(5): fields 10 (minflt), 14 (utime), 15 (stime); counted from 0 after the ")" that
+        # ends field 2, they are 7, 11, 12 (field 3, the state, is 0).
         "minor_faults": float(stat[7]),
         "user_ms": 1000 * int(stat[11]) / _TICK,
         "system_ms": 1000 * int(stat[12]) / _TICK,
-        "wakeups": float(status["voluntary_ctxt_switches"]),
-        "preemptions": float(status["nonvoluntary_ctxt_switches"]),
+        # /proc/PID/status counts these for the main thread only: the event loop's.
+        "wakeups (event loop)": float(status["voluntary_ctxt_switches"]),
+        "preemptions (event loop)": float(status["nonvoluntary_ctxt_switches"]),
     }
     for task in Path(f"/proc/{pid}/task").iterdir():
-        name = (task / "comm").read_text().strip()
-        ns = int((task / "schedstat").read_text().split()[0])
-        key = f"thread {name} ms"
-        sample[key] = sample.get(key, 0.0) + ns / 1e6
+        try:
+            name = (task / "comm").read_text().strip()
+            ns = int((task / "schedstat").read_text().split()[0])
+        except OSError:  # the thread ended while we looked
+            continue
+        label = "event loop" if task.name == str(pid) else f"{name} {task.name}"
+        sample[f"thread {label} ms"] = ns / 1e6
     return sample
 
 
 def _per(before: dict[str, float], after: dict[str, float], count: float) -> dict[str, float]:
-    return {key: (after[key] - before.get(key, 0.0)) / count for key in after}
+    """Per unit. A thread seen only after started during the part (all its time counts); a thread
+    seen only before ended during it: its time is unknown, and it is reported as such."""
+    per = {key: (after[key] - before.get(key, 0.0)) / count for key in after}
+    for key in before.keys() - after.keys():
+        per[key.replace(" ms", " (ended during the part) ms")] = float("nan")
+    return per
+
+
+def _bare(stand: Stand) -> dict[str, Any]:
+    before = _sample(stand.gateway_pid)
+    run = wrk(stand.url, "healthz.lua", duration=3, connections=32, pid=stand.gateway_pid)
+    figures = _per(before, _sample(stand.gateway_pid), run["requests"])
+    return {"figures": figures, "wrk": {k: v for k, v in run.items() if k != "raw"}}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--logins", type=int, default=300, help="logins per part")
     args = parser.parse_args()
-    results: dict[str, Any] = {"machine": machine(), "parts": {}}
+    results: dict[str, Any] = {"machine": machine(), "logins_per_part": args.logins, "parts": {}}
     with Stand() as stand:
         asyncio.run(logins(stand, 30, 1))  # warm-up: discovery, JWKS, statement caches
         wrk(stand.url, "healthz.lua", duration=3, connections=32, pid=stand.gateway_pid)
+        # The bare request before and after the logins: the machine's speed drifts within minutes.
+        results["parts"]["bare request, before"] = _bare(stand)
         for name, concurrency in (("login, one at a time", 1), ("login, 8 browsers", 8)):
             before = _sample(stand.gateway_pid)
-            asyncio.run(logins(stand, args.logins, concurrency))
-            results["parts"][name] = _per(before, _sample(stand.gateway_pid), args.logins)
-        before = _sample(stand.gateway_pid)
-        run = wrk(stand.url, "healthz.lua", duration=3, connections=32, pid=stand.gateway_pid)
-        results["parts"]["bare request"] = _per(before, _sample(stand.gateway_pid), run["requests"])
+            run = asyncio.run(logins(stand, args.logins, concurrency))
+            figures = _per(before, _sample(stand.gateway_pid), args.logins)
+            results["parts"][name] = {"figures": figures, "logins": run}
+        results["parts"]["bare request, after"] = _bare(stand)
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"anatomy-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.write_text(json.dumps(results, indent=2))
     m = results["machine"]
     print(f"{m['date']}  commit {m['commit']} + {m['uncommitted_src_files']} uncommitted files")
-    parts = results["parts"]
+    parts = {name: part["figures"] for name, part in results["parts"].items()}
     keys = sorted({key for part in parts.values() for key in part}, key=lambda k: (k.startswith("thread"), k))
     print("| per unit | " + " | ".join(parts) + " |")
     print("|---|" + "---:|" * len(parts))
     for key in keys:
         print(f"| {key} | " + " | ".join(f"{part.get(key, 0.0):.3f}" for part in parts.values()) + " |")
+    for name, part in results["parts"].items():
+        if "wrk" in part:
+            w = part["wrk"]
+            print(
+                f"{name}: {w['requests']} requests, non-2xx {w['err_status']}, machine busy {w['machine_busy_cores']} of 2"
+            )
     print(f"\nfull results: {out}")
 
 
