@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.http_bench import logins
-from bench.stand import Stand, machine
+from bench.stand import Stand, machine, proc_stat
 from bench.wrkrun import RESULTS, wrk
 
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -35,13 +35,12 @@ def _sample(pid: int) -> dict[str, float]:
     """Cumulative counters: the process's (all its threads), the main thread's context switches,
     and each thread's scheduler time, keyed by its id (Python 3.11 names every thread after the
     process; the main thread, whose id is the pid, is the event loop's)."""
-    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    stat = proc_stat(pid)
     status = dict(
         line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line
     )
     sample = {
-        # proc(5): fields 10 (minflt), 14 (utime), 15 (stime); counted from 0 after the ")" that
-        # ends field 2, they are 7, 11, 12 (field 3, the state, is 0).
+        # proc(5): fields 10 (minflt), 14 (utime), 15 (stime).
         "minor_faults": float(stat[7]),
         "user_ms": 1000 * int(stat[11]) / _TICK,
         "system_ms": 1000 * int(stat[12]) / _TICK,
@@ -60,20 +59,21 @@ def _sample(pid: int) -> dict[str, float]:
     return sample
 
 
-def _per(before: dict[str, float], after: dict[str, float], count: float) -> dict[str, float]:
+def _part(before: dict[str, float], after: dict[str, float], count: float) -> dict[str, Any]:
     """Per unit. A thread seen only after started during the part (all its time counts); a thread
-    seen only before ended during it: its time is unknown, and it is reported as such."""
-    per = {key: (after[key] - before.get(key, 0.0)) / count for key in after}
-    for key in before.keys() - after.keys():
-        per[key.replace(" ms", " (ended during the part) ms")] = float("nan")
-    return per
+    seen only before ended during it (its time is unknown): it is listed, not counted."""
+    return {
+        "figures": {key: (after[key] - before.get(key, 0.0)) / count for key in after},
+        "threads_ended": sorted(before.keys() - after.keys()),
+    }
 
 
 def _bare(stand: Stand) -> dict[str, Any]:
     before = _sample(stand.gateway_pid)
     run = wrk(stand.url, "healthz.lua", duration=3, connections=32, pid=stand.gateway_pid)
-    figures = _per(before, _sample(stand.gateway_pid), run["requests"])
-    return {"figures": figures, "wrk": {k: v for k, v in run.items() if k != "raw"}}
+    return _part(before, _sample(stand.gateway_pid), run["requests"]) | {
+        "wrk": {k: v for k, v in run.items() if k != "raw"}
+    }
 
 
 def main() -> None:
@@ -89,8 +89,7 @@ def main() -> None:
         for name, concurrency in (("login, one at a time", 1), ("login, 8 browsers", 8)):
             before = _sample(stand.gateway_pid)
             run = asyncio.run(logins(stand, args.logins, concurrency))
-            figures = _per(before, _sample(stand.gateway_pid), args.logins)
-            results["parts"][name] = {"figures": figures, "logins": run}
+            results["parts"][name] = _part(before, _sample(stand.gateway_pid), args.logins) | {"logins": run}
         results["parts"]["bare request, after"] = _bare(stand)
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"anatomy-{time.strftime('%Y%m%d-%H%M%S')}.json"
@@ -104,10 +103,12 @@ def main() -> None:
     for key in keys:
         print(f"| {key} | " + " | ".join(f"{part.get(key, 0.0):.3f}" for part in parts.values()) + " |")
     for name, part in results["parts"].items():
+        if part["threads_ended"]:
+            print(f"{name}: threads ended during it, not counted: {', '.join(part['threads_ended'])}")
         if "wrk" in part:
             w = part["wrk"]
             print(
-                f"{name}: {w['requests']} requests, non-2xx {w['err_status']}, machine busy {w['machine_busy_cores']} of 2"
+                f"{name}: {w['requests']} requests, non-2xx {w['err_status']}, machine busy {w['machine_busy_cores']} of {m['nproc']}"
             )
     print(f"\nfull results: {out}")
 
