@@ -148,7 +148,7 @@ MARKERS = [
     ("  RelyingParty._admit (one transaction)", "RelyingParty._admit (oidc/service.py)"),
     ("    identity reconcile", "reconcile (identity/service.py)"),
     ("    privacy.record", "record (privacy/service.py)"),
-    ("    sessions.create", "create (sessions/service.py)"),
+    ("    sessions.insert_new", "insert_new (sessions/service.py)"),
     ("asyncpg execute (all statements)", "(asyncpg/connection.py)"),
 ]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -11,8 +12,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from leerid_gateway.db import create_session_factory, unit_of_work
 from leerid_gateway.identity.models import AccountAlias, DataQualityReport, Identity, IdentityEvent
-from leerid_gateway.identity.service import Reconciliation, in_retried_transaction, reconcile
+from leerid_gateway.identity.service import LoginWrites, Reconciliation, in_retried_transaction, reconcile
+from leerid_gateway.kit.crypto import Hasher
 from leerid_gateway.leerid.profile import LeerIdProfile
+from leerid_gateway.privacy import service as privacy
+from leerid_gateway.sessions import service as sessions
 
 
 def profile(
@@ -39,6 +43,43 @@ async def login(engine: AsyncEngine, p: LeerIdProfile, **kwargs: Any) -> Reconci
     the driver first where the engine allows it, else in a Session)."""
     factory = create_session_factory(engine)
     return await in_retried_transaction(factory, lambda db: reconcile(db, p, **kwargs), on_driver=True)
+
+
+_POLICY = sessions.SessionPolicy(idle=dt.timedelta(hours=1), absolute=dt.timedelta(hours=8))
+_HASHER = Hasher("a test secret that is long enough to be one", "session")
+
+
+def login_writes() -> tuple[privacy.PendingEntry, sessions.NewSession, LoginWrites]:
+    """A login's privacy-log entry and session, as the admission makes them (oidc/service.py)."""
+    entry = privacy.pending(
+        actor="system", action=privacy.LOGIN_RECEIVED, purpose="authenticatie", fields=["given_name"]
+    )
+    new = sessions.new(_HASHER, _POLICY)
+    then = LoginWrites(
+        entry=entry.params,
+        session_id=new.sid,
+        secret_hash=new.secret_hash,
+        session_at=new.created_at,
+        absolute_expires_at=new.absolute_expires_at,
+    )
+    return entry, new, then
+
+
+async def login_with_writes(
+    engine: AsyncEngine, p: LeerIdProfile, **kwargs: Any
+) -> tuple[Reconciliation, str]:
+    """``login`` with the login's writes (``LoginWrites``), checked as the admission checks them; the
+    session id. A returning pupil's entry and session are written by the reconciliation's own call
+    (``appended``); for any other login, nobody writes them here."""
+    entry, new, then = login_writes()
+
+    async def work(db: Any) -> Reconciliation:
+        outcome = await reconcile(db, p, then=then, **kwargs)
+        if outcome.appended is not None:
+            entry.appended(outcome.identity.sub, *outcome.appended)
+        return outcome
+
+    return await in_retried_transaction(create_session_factory(engine), work, on_driver=True), new.sid
 
 
 @dataclass

@@ -82,7 +82,7 @@ async def test_a_unique_violation_past_the_locks_is_retried_from_a_fresh_read(
 async def test_a_login_that_waited_for_its_keys_reads_what_the_holder_committed(
     pg: AsyncEngine, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The locks and the read are one call (migration 0007), and the read must still see the database
+    """The locks and the read are one call (migration 0009), and the read must still see the database
     as it is once the locks are granted: a login that waits for a key finds the identity the holder
     of that key committed meanwhile. Were the read part of the statement that waited, it would see
     the database as of before the wait, create a second identity, and hit the unique constraint."""

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from leerid_gateway.db import create_session_factory, unit_of_work
 from leerid_gateway.privacy import service as privacy
-from leerid_gateway.privacy.chain import GENESIS, entry_hash, entry_hash_parts
+from leerid_gateway.privacy.chain import GENESIS, entry_hash, entry_hash_parts, entry_hash_parts_around_sub
 from leerid_gateway.privacy.models import PrivacyLogEntry
 
 # Contents that an encoding split at the wrong place would get wrong: the mark's own text in a
@@ -44,6 +44,19 @@ def test_the_two_parts_around_any_previous_hash_are_the_chains_encoding() -> Non
         values = _values(case, at)
         before, after = entry_hash_parts(**values)
         assert hashlib.sha256((before + prev + after).encode()).hexdigest() == entry_hash(prev, **values)
+
+
+def test_the_three_parts_around_any_previous_hash_and_sub_are_the_chains_encoding() -> None:
+    """For a login entry whose sub only the database knows (migration 0009): the parts around the
+    previous hash and the sub, whatever the other values hold (the marks' own text included)."""
+    at = dt.datetime(2026, 12, 2, 3, 40, 1, 123456, tzinfo=dt.UTC)
+    tricky = [*TRICKY, {"purpose": '"sub":"\\u0001"', "fields": ['"sub":"'], "data": {"sub": "\x01"}}]
+    subs = (uuid.uuid4(), uuid.UUID(int=0), uuid.UUID(int=2**128 - 1))
+    for case, prev, sub in itertools.product(tricky, (GENESIS, "f" * 64), subs):
+        values = _values({k: v for k, v in case.items() if k != "sub"}, at)
+        before, between, after = entry_hash_parts_around_sub(**values)
+        hashed = hashlib.sha256((before + prev + between + str(sub) + after).encode()).hexdigest()
+        assert hashed == entry_hash(prev, sub=sub, **values)
 
 
 async def test_entries_appended_in_one_call_are_the_chain_entry_hash_defines(pg: AsyncEngine) -> None:

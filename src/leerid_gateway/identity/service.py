@@ -23,7 +23,7 @@ import hashlib
 import logging
 import random
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, cast, overload
@@ -41,6 +41,7 @@ from leerid_gateway.db import (
     dialect_name,
     driver_transactions,
     driver_unit_of_work,
+    flush_pending,
     orm,
     rows,
     unit_of_work,
@@ -49,6 +50,8 @@ from leerid_gateway.db import (
 from leerid_gateway.identity import events
 from leerid_gateway.identity.models import AccountAlias, DataQualityReport, Identity
 from leerid_gateway.leerid.profile import LeerIdProfile
+from leerid_gateway.privacy.models import PrivacyLogEntry
+from leerid_gateway.sessions.models import BrowserSession
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -78,6 +81,23 @@ class Reconciliation:
     identified: bool = False
     merged_subs: list[uuid.UUID] = field(default_factory=list)
     conflicts: int = 0
+    # (entry id, previous hash, hash): the login's privacy-log entry and session were written by the
+    # same call (a returning pupil's login on PostgreSQL, ``LoginWrites``); the caller checks the hash.
+    appended: tuple[int, str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LoginWrites:
+    """What a login writes besides the identity: its privacy-log entry (``privacy.pending(...).params``)
+    and its session (``sessions.NewSession``'s columns). On PostgreSQL they go with the reconciliation's
+    first call, which writes them itself when the login changes nothing but the attributes
+    (migration 0009); otherwise the caller writes them after ``reconcile()``."""
+
+    entry: Mapping[str, Any]
+    session_id: str
+    secret_hash: bytes
+    session_at: dt.datetime
+    absolute_expires_at: dt.datetime
 
 
 def _lock_key(value: str) -> int:
@@ -110,15 +130,6 @@ def _is_postgres(session: Db) -> bool:
 
 
 _LOCK_KEYS = text("SELECT count(pg_advisory_xact_lock(k)) FROM unnest(CAST(:keys AS bigint[])) AS k")
-_TRY_LOCK_KEYS = text(
-    "SELECT bool_and(pg_try_advisory_xact_lock(k)) FROM unnest(CAST(:keys AS bigint[])) AS k"
-)
-
-
-async def _try_lock_keys(session: Db, keys: Iterable[str]) -> bool:
-    """Advisory locks on ``keys`` without waiting; False if any is held by another transaction."""
-    ordered = sorted({_lock_key(k) for k in keys})
-    return bool((await rows(session, _TRY_LOCK_KEYS, {"keys": ordered}))[0][0])
 
 
 async def lock_keys(session: Db, keys: Iterable[str]) -> None:
@@ -219,22 +230,81 @@ async def _find_with_aliases(session: Db, profile: LeerIdProfile) -> _Found:
     return _found(await rows(session, statement, params))
 
 
-# PostgreSQL: the keys locked and then the identities read, in one call (migration 0007).
-_LOCKED_IDENTITIES = text(
-    "SELECT * FROM leerid_locked_identities("
-    "CAST(:keys AS bigint[]), CAST(:accounts AS varchar[]), CAST(:leer_id AS varchar))"
+# PostgreSQL: the keys locked, the identities read and, for a returning pupil, the login written, in
+# one call (migration 0009). The parameters are typed as the columns are, so that rows() runs the
+# columns' own bind processors (UTC, JSON).
+_ADMISSION = text(
+    "SELECT * FROM leerid_login_admission("
+    "CAST(:lock_keys AS bigint[]), :wait, "
+    "CAST(:held_accounts AS varchar[]), CAST(:held_leer_ids AS varchar[]), "
+    "CAST(:accounts AS varchar[]), CAST(:leer_id AS varchar), :admit, "
+    ":given_name, :family_name, :school_code, :school_name, :now, "
+    ":journal_lock_key, :genesis, CAST(:before AS bytea), CAST(:between AS bytea), CAST(:after AS bytea), "
+    ":at, :actor, :action, :fields, :purpose, :request_id, :data, "
+    ":session_id, CAST(:secret_hash AS bytea), :session_at, :absolute_expires_at)"
+).bindparams(
+    bindparam("now", type_=Identity.__table__.c.last_login_at.type),
+    bindparam("session_at", type_=BrowserSession.__table__.c.created_at.type),
+    bindparam("absolute_expires_at", type_=BrowserSession.__table__.c.absolute_expires_at.type),
+    bindparam("at", type_=PrivacyLogEntry.__table__.c.at.type),
+    bindparam("fields", type_=PrivacyLogEntry.__table__.c.fields.type),
+    bindparam("data", type_=PrivacyLogEntry.__table__.c.data.type),
 )
+# Without a login to write, every parameter of the login's writes is NULL.
+_NO_WRITES = dict.fromkeys(
+    (
+        *("given_name", "family_name", "school_code", "school_name", "now"),
+        *("journal_lock_key", "genesis", "before", "between", "after"),
+        *("at", "actor", "action", "fields", "purpose", "request_id", "data"),
+        *("session_id", "secret_hash", "session_at", "absolute_expires_at"),
+    )
+)
+_ACCOUNT_KEY, _LEER_ID_KEY = _account_key(""), _leer_id_key("")
 
 
-async def _lock_and_find(session: Db, keys: Iterable[str], profile: LeerIdProfile) -> _Found:
-    """``lock_keys`` and then ``_find_with_aliases``, in one round trip: the read is the function's
-    own query, with a snapshot taken after every lock was granted."""
-    params = {
-        "keys": sorted({_lock_key(k) for k in keys}),
+@dataclass(slots=True)
+class _Call:
+    """One call of the admission function: contended, or what it read, and what it wrote if anything."""
+
+    contended: bool = False
+    found: _Found = field(default_factory=lambda: _Found(identities=[], aliases={}))
+    admitted: Reconciliation | None = None
+
+
+async def _admission_call(
+    session: Db,
+    profile: LeerIdProfile,
+    *,
+    lock: Iterable[str],
+    wait: bool,
+    held: frozenset[str],
+    writes: Mapping[str, Any] | None,
+) -> _Call:
+    """Lock ``lock`` (waiting in order, or without waiting), then read the identities the login's
+    keys lead to; with ``writes``, admit a returning pupil in the same call (migration 0009)."""
+    params: dict[str, Any] = {
+        "lock_keys": sorted({_lock_key(k) for k in lock}),
+        "wait": wait,
+        "held_accounts": [k[len(_ACCOUNT_KEY) :] for k in held if k.startswith(_ACCOUNT_KEY)],
+        "held_leer_ids": [k[len(_LEER_ID_KEY) :] for k in held if k.startswith(_LEER_ID_KEY)],
         "accounts": list(profile.all_account_uuids),
         "leer_id": profile.leer_id_uuid,
+        "admit": writes is not None,
     }
-    return _found(await rows(session, _LOCKED_IDENTITIES, params))
+    params.update(_NO_WRITES if writes is None else writes)
+    call = _Call()
+    found_rows = []
+    for outcome, *columns, account, entry_id, prev, digest in await rows(session, _ADMISSION, params):
+        if outcome == "found":
+            found_rows.append((*columns, account))
+        elif outcome == "admitted":
+            call.admitted = Reconciliation(
+                identity=IdentityRecord(*columns), appended=(entry_id, prev, digest)
+            )
+        else:
+            call.contended = True
+    call.found = _found(found_rows)
+    return call
 
 
 def _found(found_rows: Iterable[Sequence[Any]]) -> _Found:
@@ -259,6 +329,7 @@ async def reconcile(
     *,
     school_code: str | None = None,
     school_name: str | None = None,
+    then: LoginWrites | None = None,
 ) -> Reconciliation:
     """Map one login onto one identity, creating, identifying or merging as the rules demand.
 
@@ -270,26 +341,49 @@ async def reconcile(
 
     Run it through ``in_retried_transaction``: on PostgreSQL it raises ``Contended`` when another
     login holds a key it must take without waiting, and only a fresh transaction can go on.
+
+    ``then``: the login's other writes. On PostgreSQL, when the login changes nothing but the
+    attributes (a returning pupil, most logins), the call that locks and reads writes them too and
+    the result's ``appended`` says so (migration 0009); otherwise they are the caller's to write.
     """
-    keys = _profile_keys(profile) | _keys_learnt.get()
-    postgres = _is_postgres(session)
-    # PostgreSQL: lock (waiting, in order) and read in one call; SQLite has one writer: read.
-    if postgres:
-        found = await _lock_and_find(session, keys, profile)
-    else:
+    if not _is_postgres(session):
+        # SQLite serialises writers (BEGIN IMMEDIATE): no locks, and the login writes the rest itself.
         found = await _find_with_aliases(session, profile)
+        return await _apply(session, profile, found, school_code, school_name)
+    keys = _profile_keys(profile) | _keys_learnt.get()
+    writes: dict[str, Any] | None = None
+    if then is not None:
+        if isinstance(session, AsyncSession):
+            await flush_pending(session)  # no row change after the journal lock (privacy.record)
+        writes = {
+            "given_name": profile.given_name,
+            "family_name": profile.family_name,
+            "school_code": school_code,
+            "school_name": school_name,
+            "now": utcnow(),
+            "session_id": then.session_id,
+            "secret_hash": then.secret_hash,
+            "session_at": then.session_at,
+            "absolute_expires_at": then.absolute_expires_at,
+        } | dict(then.entry)
+    # Lock (waiting, in order) and read in one call; a returning pupil is admitted by that call.
+    call = await _admission_call(session, profile, lock=keys, wait=True, held=keys, writes=writes)
     for round_ in range(1, _MAX_LOCK_ROUNDS + 1):
-        missing = _keys_of(found) - keys if postgres else frozenset()
+        if call.admitted is not None:
+            return call.admitted
+        missing = _keys_of(call.found) - keys
         if not missing:
-            return await _apply(session, profile, found, school_code, school_name)
+            return await _apply(session, profile, call.found, school_code, school_name)
         if round_ == _MAX_LOCK_ROUNDS:
             break
         # The identities found hold keys we do not: take those without waiting (waiting while
         # holding keys out of the global order could deadlock), then read again under them.
-        if not await _try_lock_keys(session, missing):
+        call = await _admission_call(
+            session, profile, lock=missing, wait=False, held=keys | missing, writes=writes
+        )
+        if call.contended:
             raise Contended(keys | missing)
         keys |= missing
-        found = await _find_with_aliases(session, profile)
     raise RuntimeError("identity keys kept changing while reconciling")
 
 

@@ -312,21 +312,34 @@ class RelyingParty:
                 )
                 return None
             index = profile.school_codes.index(school)
+            received: dict[str, Any] = {
+                "actor": "system",
+                "action": privacy.LOGIN_RECEIVED,
+                "purpose": "authenticatie van de leerling (protocol art. 2, 2°)",
+                "fields": LeerIdProfile.FIELDS,
+                "request_id": request_id,
+            }
+            entry = privacy.pending(**received)
+            session = sessions.new(self.session_hasher, self.session_policy)
             outcome = await identity_service.reconcile(
                 db,
                 profile,
                 school_code=school,
                 school_name=profile.school_names[index] if index < len(profile.school_names) else None,
+                then=identity_service.LoginWrites(
+                    entry=entry.params,
+                    session_id=session.sid,
+                    secret_hash=session.secret_hash,
+                    session_at=session.created_at,
+                    absolute_expires_at=session.absolute_expires_at,
+                ),
             )
-            await privacy.record(
-                db,
-                actor="system",
-                action=privacy.LOGIN_RECEIVED,
-                purpose="authenticatie van de leerling (protocol art. 2, 2°)",
-                sub=outcome.identity.sub,
-                fields=LeerIdProfile.FIELDS,
-                request_id=request_id,
-            )
+            result = LoginResult(session_cookie=session.cookie, return_to=return_to, sid=session.sid)
+            if outcome.appended is not None:
+                # A returning pupil: the call that read the identity wrote the entry and the session.
+                entry.appended(outcome.identity.sub, *outcome.appended)  # before commit: raises on a bad hash
+                return result, 0
+            await privacy.record(db, sub=outcome.identity.sub, **received)
             for merged in outcome.merged_subs:
                 await privacy.record(
                     db,
@@ -336,10 +349,7 @@ class RelyingParty:
                     sub=merged,
                     request_id=request_id,
                 )
-            cookie, sid = await sessions.create(
-                db, self.session_hasher, self.session_policy, outcome.identity.id
-            )
-            result = LoginResult(session_cookie=cookie, return_to=return_to, sid=sid)
+            await sessions.insert_new(db, session, outcome.identity.id)
             return result, len(outcome.merged_subs)
 
         # On the driver first: a returning pupil's admission needs no Session (identity/service.py),

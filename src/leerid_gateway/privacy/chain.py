@@ -40,7 +40,7 @@ def _encoded(
     at: dt.datetime,
     actor: str,
     action: str,
-    sub: uuid.UUID | None,
+    sub: uuid.UUID | str | None,
     fields: Sequence[str],
     purpose: str,
     request_id: str | None,
@@ -52,7 +52,7 @@ def _encoded(
         "at": at.astimezone(dt.UTC).isoformat(timespec="microseconds"),
         "actor": actor,
         "action": action,
-        "sub": str(sub) if sub is not None else None,
+        "sub": sub if isinstance(sub, str) or sub is None else str(sub),
         "fields": list(fields),
         "purpose": purpose,
         "request_id": request_id,
@@ -87,3 +87,32 @@ def entry_hash_parts(
     if not mark:
         raise AssertionError("the canonical encoding lost its prev field")
     return head + '"prev":"', '"' + tail
+
+
+# The sub as a value that nothing else encodes to, as _PREV_MARK; "sub" sorts after "prev", and only
+# ``data`` (before both) can hold keys, so the last occurrence after the prev mark is the entry's own.
+_SUB_MARK = '"sub":"\\u0001"'
+
+
+def entry_hash_parts_around_sub(
+    *,
+    at: dt.datetime,
+    actor: str,
+    action: str,
+    fields: Sequence[str],
+    purpose: str,
+    request_id: str | None,
+    data: dict[str, Any] | None,
+) -> tuple[str, str, str]:
+    """The canonical encoding around the previous hash *and* the sub: (before, between, after),
+    such that ``sha256(before + prev_hash + between + str(sub) + after)`` is
+    ``entry_hash(prev_hash, sub=sub, ...)`` for any 64-hex-digit ``prev_hash`` and any UUID ``sub``
+    (JSON writes both as they are). For an entry about a pupil whom only the database knows yet: a
+    returning pupil's login, whose identity is read, updated and recorded in one call (migration
+    0009)."""
+    encoded = _encoded("\x00", at, actor, action, "\x01", fields, purpose, request_id, data)
+    head, mark, tail = encoded.rpartition(_PREV_MARK)
+    between, sub_mark, end = tail.rpartition(_SUB_MARK)
+    if not mark or not sub_mark:
+        raise AssertionError("the canonical encoding lost its prev or sub field")
+    return head + '"prev":"', '"' + between + '"sub":"', '"' + end

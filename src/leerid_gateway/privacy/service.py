@@ -24,7 +24,7 @@ from leerid_gateway.db import (
     rows,
     utcnow,
 )
-from leerid_gateway.privacy.chain import GENESIS, entry_hash, entry_hash_parts
+from leerid_gateway.privacy.chain import GENESIS, entry_hash, entry_hash_parts, entry_hash_parts_around_sub
 from leerid_gateway.privacy.models import PrivacyLogEntry
 
 # Actions, stable strings: the DPO's exports and queries rely on them.
@@ -68,6 +68,52 @@ class Recorded:
 
     id: int
     hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class PendingEntry:
+    """An entry about a pupil whom only the database knows yet (PostgreSQL): a returning pupil's
+    login entry, written by the call that reads and updates the identity (migration 0009). ``params``
+    are that function's privacy-log parameters; the database puts in the sub and finishes the hash
+    from the three parts of the canonical encoding around the previous hash and the sub."""
+
+    params: dict[str, Any]
+
+    def appended(self, sub: uuid.UUID, entry_id: int, prev: str, digest: str) -> Recorded:
+        """The entry the database wrote, once its hash is checked to be the chain's: call it before
+        the transaction commits (a mismatch fails the transaction, not the chain)."""
+        p = self.params
+        hashed = p["before"] + prev.encode("ascii") + p["between"] + str(sub).encode("ascii") + p["after"]
+        if hashlib.sha256(hashed).hexdigest() != digest:
+            raise RuntimeError("the database computed a privacy-log hash that is not the chain's")
+        return Recorded(id=entry_id, hash=digest)
+
+
+def pending(
+    *,
+    actor: str,
+    action: str,
+    purpose: str,
+    fields: Sequence[str] = (),
+    request_id: str | None = None,
+    data: dict[str, Any] | None = None,
+) -> PendingEntry:
+    """``record()``'s entry, for a sub the database will supply (``PendingEntry``)."""
+    values: dict[str, Any] = {
+        "at": utcnow(),
+        "actor": actor,
+        "action": action,
+        "fields": list(fields),
+        "purpose": purpose[:200],
+        "request_id": request_id,
+        "data": data,
+    }
+    before, between, after = (part.encode("utf-8") for part in entry_hash_parts_around_sub(**values))
+    return PendingEntry(
+        values
+        | {"journal_lock_key": JOURNAL_LOCK_KEY, "genesis": GENESIS, "before": before, "between": between}
+        | {"after": after}
+    )
 
 
 def staff_actor(name: str) -> str:

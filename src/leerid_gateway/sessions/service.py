@@ -31,21 +31,36 @@ class ActiveSession:
     expires_at: dt.datetime
 
 
-async def create(db: Db, hasher: Hasher, policy: SessionPolicy, identity_id: int) -> tuple[str, str]:
-    """Return (cookie value, session id). Only the HMAC of the cookie value is stored."""
+@dataclass(frozen=True, slots=True)
+class NewSession:
+    """A session about to be written: the cookie value goes to the browser, only its HMAC is stored."""
+
+    cookie: str
+    sid: str
+    secret_hash: bytes
+    created_at: dt.datetime
+    absolute_expires_at: dt.datetime
+
+    def row(self, identity_id: int) -> dict[str, object]:
+        return {
+            "id": self.sid,
+            "secret_hash": self.secret_hash,
+            "identity_id": identity_id,
+            "created_at": self.created_at,
+            "last_seen_at": self.created_at,
+            "absolute_expires_at": self.absolute_expires_at,
+        }
+
+
+def new(hasher: Hasher, policy: SessionPolicy) -> NewSession:
     now = utcnow()
-    secret, sid = random_token(32), random_token(16)
+    secret = random_token(32)
+    return NewSession(secret, random_token(16), hasher.digest(secret), now, now + policy.absolute)
+
+
+async def insert_new(db: Db, session: NewSession, identity_id: int) -> None:
     # Core, not session.add + flush: one INSERT without the unit-of-work machinery (login hot path).
-    row = {
-        "id": sid,
-        "secret_hash": hasher.digest(secret),
-        "identity_id": identity_id,
-        "created_at": now,
-        "last_seen_at": now,
-        "absolute_expires_at": now + policy.absolute,
-    }
-    await rows(db, _INSERT, row)
-    return secret, sid
+    await rows(db, _INSERT, session.row(identity_id))
 
 
 _INSERT = insert(BrowserSession)
