@@ -71,7 +71,7 @@ DECLARE
   the_sub uuid;
   the_leer_id varchar;
   the_created_at timestamptz;
-  identities integer := 0;
+  found_identities integer := 0;
   aliased varchar[] := '{}';  -- the aliases of the identities read
   closed boolean := true;     -- every alias read is among the accounts whose keys are held
   prev varchar;
@@ -105,7 +105,7 @@ BEGIN
     ORDER BY i.id
   LOOP
     IF the_id IS DISTINCT FROM found_row.id THEN
-      identities := identities + 1;
+      found_identities := found_identities + 1;
       the_id := found_row.id;
       the_sub := found_row.sub;
       the_leer_id := found_row.leer_id_uuid;
@@ -129,16 +129,16 @@ BEGIN
     RETURN NEXT;
   END LOOP;
 
-  IF NOT (
+  IF (
     admit
-    AND identities = 1
+    AND found_identities = 1
     AND closed
     AND (the_leer_id IS NULL OR the_leer_id = ANY (held_leer_ids))
     -- The pupil's own identity: no identification (rule 3), no other pupil's (rule 5).
     AND (leer_id IS NULL OR the_leer_id IS NOT DISTINCT FROM leer_id)
     -- Every account of the login is already its alias: nothing to claim (rule 2).
     AND accounts <@ aliased
-  ) IS TRUE THEN
+  ) IS NOT TRUE THEN  -- NULL anywhere: not the case above either
     RETURN;
   END IF;
 

@@ -49,37 +49,31 @@ _POLICY = sessions.SessionPolicy(idle=dt.timedelta(hours=1), absolute=dt.timedel
 _HASHER = Hasher("a test secret that is long enough to be one", "session")
 
 
-def login_writes() -> tuple[privacy.PendingEntry, sessions.NewSession, LoginWrites]:
-    """A login's privacy-log entry and session, as the admission makes them (oidc/service.py)."""
+def login_writes() -> tuple[sessions.NewSession, LoginWrites]:
+    """A login's session and its writes (privacy-log entry and session), as the admission makes them
+    on PostgreSQL (oidc/service.py)."""
     entry = privacy.pending(
         actor="system", action=privacy.LOGIN_RECEIVED, purpose="authenticatie", fields=["given_name"]
     )
     new = sessions.new(_HASHER, _POLICY)
     then = LoginWrites(
-        entry=entry.params,
+        entry=entry,
         session_id=new.sid,
         secret_hash=new.secret_hash,
         session_at=new.created_at,
         absolute_expires_at=new.absolute_expires_at,
     )
-    return entry, new, then
+    return new, then
 
 
 async def login_with_writes(
     engine: AsyncEngine, p: LeerIdProfile, **kwargs: Any
 ) -> tuple[Reconciliation, str]:
-    """``login`` with the login's writes (``LoginWrites``), checked as the admission checks them; the
-    session id. A returning pupil's entry and session are written by the reconciliation's own call
-    (``appended``); for any other login, nobody writes them here."""
-    entry, new, then = login_writes()
-
-    async def work(db: Any) -> Reconciliation:
-        outcome = await reconcile(db, p, then=then, **kwargs)
-        if outcome.appended is not None:
-            entry.appended(outcome.identity.sub, *outcome.appended)
-        return outcome
-
-    return await in_retried_transaction(create_session_factory(engine), work, on_driver=True), new.sid
+    """``login`` with the login's writes (``LoginWrites``); and the session's id. A returning pupil's
+    entry and session are written by the reconciliation's own call (``appended``); for any other
+    login, nobody writes them here."""
+    new, then = login_writes()
+    return await login(engine, p, then=then, **kwargs), new.sid
 
 
 @dataclass

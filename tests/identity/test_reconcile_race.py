@@ -14,15 +14,17 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from leerid_gateway.db import create_engine
+from leerid_gateway.db import create_engine, create_session_factory, unit_of_work
 from leerid_gateway.identity import events
 from leerid_gateway.identity.models import AccountAlias, Identity
 from leerid_gateway.identity.service import Reconciliation
 from leerid_gateway.leerid.profile import LeerIdProfile
-from tests.identity import State, login, profile, read_state
+from leerid_gateway.privacy import service as privacy
+from leerid_gateway.privacy.models import PrivacyLogEntry
+from tests.identity import State, login, login_with_writes, profile, read_state
 
 PUPILS = 30
 TIMEOUT = 60.0
@@ -38,11 +40,19 @@ async def replicas(pg: AsyncEngine) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
-async def _all_at_once(engine: AsyncEngine, logins: list[LeerIdProfile]) -> list[Reconciliation]:
+async def _all_at_once(
+    engine: AsyncEngine, logins: list[LeerIdProfile], *, writes: bool = False
+) -> list[Reconciliation]:
+    """``writes``: each login with its privacy-log entry and session (a returning pupil is then
+    written by the reconciliation's own call, migration 0009)."""
     random.Random(len(logins)).shuffle(logins)
+
+    async def one(p: LeerIdProfile) -> Reconciliation:
+        return (await login_with_writes(engine, p))[0] if writes else await login(engine, p)
+
     # return_exceptions: every login finishes before the test does, whatever happens to the others.
     outcomes = await asyncio.wait_for(
-        asyncio.gather(*(login(engine, p) for p in logins), return_exceptions=True), TIMEOUT
+        asyncio.gather(*(one(p) for p in logins), return_exceptions=True), TIMEOUT
     )
     errors = [o for o in outcomes if isinstance(o, BaseException)]
     assert not errors, f"{len(errors)} logins failed, e.g. {errors[0]!r}"
@@ -109,11 +119,13 @@ async def test_temporary_accounts_identified_and_merged_concurrently(replicas: A
     }
 
 
-async def test_logins_with_disjoint_keys_on_one_identity(replicas: AsyncEngine) -> None:
+@pytest.mark.parametrize("writes", [False, True], ids=["reconcile", "with-the-login-s-writes"])
+async def test_logins_with_disjoint_keys_on_one_identity(replicas: AsyncEngine, writes: bool) -> None:
     """A temporary identity with two accounts: one login uses the first account while another
     merges the identity away through the second. The two logins share no key, so locking only a
     login's own keys does not serialise them; reconcile must lock every key of the identities it
-    finds."""
+    finds. With the login's writes, the returning logins are written by the reconciliation's own
+    call, racing the merges: the privacy log still chains, one entry per login so written."""
     for n in range(PUPILS):
         await login(replicas, profile(f"first-{n}"))  # older temporary identity
         await login(replicas, profile(f"tmp-{n}", history=(f"alt-{n}",)))  # the one merged away
@@ -125,7 +137,7 @@ async def test_logins_with_disjoint_keys_on_one_identity(replicas: AsyncEngine) 
         logins.append(profile(f"acc-{n}", f"leer-{n}", (f"alt-{n}", f"first-{n}")))
         logins.append(profile(f"tmp-{n}", given="Other"))
 
-    await _all_at_once(replicas, logins)
+    outcomes = await _all_at_once(replicas, logins, writes=writes)
 
     state = await read_state(replicas)
     assert len(state.identities) == PUPILS
@@ -133,6 +145,13 @@ async def test_logins_with_disjoint_keys_on_one_identity(replicas: AsyncEngine) 
         identity = state.by_leer_id(f"leer-{n}")
         assert identity.sub == before.aliases[f"first-{n}"]
         assert state.aliases_of(identity.sub) == {f"first-{n}", f"tmp-{n}", f"alt-{n}", f"acc-{n}"}
+    if writes:
+        admitted = [o for o in outcomes if o.appended is not None]
+        assert admitted  # the returning logins that ran before or after the merge
+        async with unit_of_work(create_session_factory(replicas)) as db:
+            entries = list(await db.scalars(select(PrivacyLogEntry).order_by(PrivacyLogEntry.id)))
+            assert (await privacy.verify(db)).ok
+        assert sorted(e.id for e in entries) == sorted(o.appended.id for o in admitted if o.appended)
 
 
 async def test_overlapping_histories_and_data_errors_under_load(replicas: AsyncEngine) -> None:

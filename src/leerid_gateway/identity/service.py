@@ -50,6 +50,7 @@ from leerid_gateway.db import (
 from leerid_gateway.identity import events
 from leerid_gateway.identity.models import AccountAlias, DataQualityReport, Identity
 from leerid_gateway.leerid.profile import LeerIdProfile
+from leerid_gateway.privacy import service as privacy
 from leerid_gateway.privacy.models import PrivacyLogEntry
 from leerid_gateway.sessions.models import BrowserSession
 
@@ -74,26 +75,28 @@ ACCOUNT_IN_TWO_PUPILS = "account_in_two_pupils"
 
 @dataclass(slots=True)
 class Reconciliation:
-    """What one login did to the identities; the caller decides nothing from it but logging."""
+    """What one login did to the identities; and whether the reconciliation's own call also wrote
+    the login's privacy-log entry and session (``appended``), which the caller then does not."""
 
     identity: IdentityRecord
     created: bool = False
     identified: bool = False
     merged_subs: list[uuid.UUID] = field(default_factory=list)
     conflicts: int = 0
-    # (entry id, previous hash, hash): the login's privacy-log entry and session were written by the
-    # same call (a returning pupil's login on PostgreSQL, ``LoginWrites``); the caller checks the hash.
-    appended: tuple[int, str, str] | None = None
+    # The login's privacy-log entry, its hash checked to be the chain's, when the reconciliation's own
+    # call wrote it and the session (a returning pupil's login on PostgreSQL, ``LoginWrites``).
+    appended: privacy.Recorded | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class LoginWrites:
-    """What a login writes besides the identity: its privacy-log entry (``privacy.pending(...).params``)
-    and its session (``sessions.NewSession``'s columns). On PostgreSQL they go with the reconciliation's
-    first call, which writes them itself when the login changes nothing but the attributes
-    (migration 0009); otherwise the caller writes them after ``reconcile()``."""
+    """What a login writes besides the identity: its privacy-log entry (``privacy.pending``) and its
+    session (``sessions.NewSession``'s columns). On PostgreSQL they go with every call of the
+    reconciliation, which writes them itself when the login changes nothing but the attributes
+    (migration 0009); otherwise the caller writes them after ``reconcile()``. The times in them are
+    the admission's start: the moment before any lock was waited for."""
 
-    entry: Mapping[str, Any]
+    entry: privacy.PendingEntry
     session_id: str
     secret_hash: bytes
     session_at: dt.datetime
@@ -278,7 +281,8 @@ async def _admission_call(
     lock: Iterable[str],
     wait: bool,
     held: frozenset[str],
-    writes: Mapping[str, Any] | None,
+    writes: LoginWrites | None,
+    written: Mapping[str, Any],
 ) -> _Call:
     """Lock ``lock`` (waiting in order, or without waiting), then read the identities the login's
     keys lead to; with ``writes``, admit a returning pupil in the same call (migration 0009)."""
@@ -291,16 +295,18 @@ async def _admission_call(
         "leer_id": profile.leer_id_uuid,
         "admit": writes is not None,
     }
-    params.update(_NO_WRITES if writes is None else writes)
+    params.update(written)
     call = _Call()
     found_rows = []
     for outcome, *columns, account, entry_id, prev, digest in await rows(session, _ADMISSION, params):
         if outcome == "found":
             found_rows.append((*columns, account))
         elif outcome == "admitted":
-            call.admitted = Reconciliation(
-                identity=IdentityRecord(*columns), appended=(entry_id, prev, digest)
-            )
+            assert writes is not None
+            identity = IdentityRecord(*columns)
+            # Before the transaction can commit: a hash that is not the chain's fails it (migration 0009).
+            appended = writes.entry.appended(identity.sub, entry_id, prev, digest)
+            call.admitted = Reconciliation(identity=identity, appended=appended)
         else:
             call.contended = True
     call.found = _found(found_rows)
@@ -343,19 +349,20 @@ async def reconcile(
     login holds a key it must take without waiting, and only a fresh transaction can go on.
 
     ``then``: the login's other writes. On PostgreSQL, when the login changes nothing but the
-    attributes (a returning pupil, most logins), the call that locks and reads writes them too and
-    the result's ``appended`` says so (migration 0009); otherwise they are the caller's to write.
+    attributes (a returning pupil, most logins), the call that locks and reads writes them too, the
+    entry's hash is checked, and the result's ``appended`` says so (migration 0009); otherwise they
+    are the caller's to write.
     """
     if not _is_postgres(session):
         # SQLite serialises writers (BEGIN IMMEDIATE): no locks, and the login writes the rest itself.
         found = await _find_with_aliases(session, profile)
         return await _apply(session, profile, found, school_code, school_name)
     keys = _profile_keys(profile) | _keys_learnt.get()
-    writes: dict[str, Any] | None = None
+    written: dict[str, Any] = _NO_WRITES
     if then is not None:
         if isinstance(session, AsyncSession):
             await flush_pending(session)  # no row change after the journal lock (privacy.record)
-        writes = {
+        written = {
             "given_name": profile.given_name,
             "family_name": profile.family_name,
             "school_code": school_code,
@@ -365,9 +372,11 @@ async def reconcile(
             "secret_hash": then.secret_hash,
             "session_at": then.session_at,
             "absolute_expires_at": then.absolute_expires_at,
-        } | dict(then.entry)
+        } | then.entry.params
     # Lock (waiting, in order) and read in one call; a returning pupil is admitted by that call.
-    call = await _admission_call(session, profile, lock=keys, wait=True, held=keys, writes=writes)
+    call = await _admission_call(
+        session, profile, lock=keys, wait=True, held=keys, writes=then, written=written
+    )
     for round_ in range(1, _MAX_LOCK_ROUNDS + 1):
         if call.admitted is not None:
             return call.admitted
@@ -379,7 +388,7 @@ async def reconcile(
         # The identities found hold keys we do not: take those without waiting (waiting while
         # holding keys out of the global order could deadlock), then read again under them.
         call = await _admission_call(
-            session, profile, lock=missing, wait=False, held=keys | missing, writes=writes
+            session, profile, lock=missing, wait=False, held=keys | missing, writes=then, written=written
         )
         if call.contended:
             raise Contended(keys | missing)

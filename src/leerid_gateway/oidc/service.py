@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from leerid_gateway.access import service as access
 from leerid_gateway.access.cache import PartnerSchools
-from leerid_gateway.db import Db, orm, utcnow
+from leerid_gateway.db import Db, dialect_name, orm, utcnow
 from leerid_gateway.identity import service as identity_service
 from leerid_gateway.kit import metrics
 from leerid_gateway.kit.crypto import Hasher, b64url, random_token
@@ -319,25 +319,26 @@ class RelyingParty:
                 "fields": LeerIdProfile.FIELDS,
                 "request_id": request_id,
             }
-            entry = privacy.pending(**received)
             session = sessions.new(self.session_hasher, self.session_policy)
+            then = None
+            if dialect_name(db) == "postgresql":  # written with the reconciliation (migration 0009)
+                then = identity_service.LoginWrites(
+                    entry=privacy.pending(**received),
+                    session_id=session.sid,
+                    secret_hash=session.secret_hash,
+                    session_at=session.created_at,
+                    absolute_expires_at=session.absolute_expires_at,
+                )
             outcome = await identity_service.reconcile(
                 db,
                 profile,
                 school_code=school,
                 school_name=profile.school_names[index] if index < len(profile.school_names) else None,
-                then=identity_service.LoginWrites(
-                    entry=entry.params,
-                    session_id=session.sid,
-                    secret_hash=session.secret_hash,
-                    session_at=session.created_at,
-                    absolute_expires_at=session.absolute_expires_at,
-                ),
+                then=then,
             )
             result = LoginResult(session_cookie=session.cookie, return_to=return_to, sid=session.sid)
             if outcome.appended is not None:
                 # A returning pupil: the call that read the identity wrote the entry and the session.
-                entry.appended(outcome.identity.sub, *outcome.appended)  # before commit: raises on a bad hash
                 return result, 0
             await privacy.record(db, sub=outcome.identity.sub, **received)
             for merged in outcome.merged_subs:
