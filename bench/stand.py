@@ -99,10 +99,15 @@ def proc_stat(pid: int) -> list[str]:
 
 
 def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process, from /proc/PID/stat (fields 14 and 15, in clock ticks)."""
-    fields = proc_stat(pid)
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks
+    """The CPU time of a process's threads: the scheduler's own count, in nanoseconds, from
+    /proc/PID/task/*/schedstat (its first field, sum_exec_runtime). utime + stime of /proc/PID/stat
+    are the same time cut to clock ticks (10 ms): 0.25 ms per login in a block of 40 logins. A thread
+    that ends between two readings takes its time with it (the gateway's threads live as long as it)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            total += int((task / "schedstat").read_text().split()[0])
+    return total / 1e9
 
 
 def rss_mib(pid: int) -> float:
