@@ -51,7 +51,6 @@ from leerid_gateway.identity import events
 from leerid_gateway.identity.models import AccountAlias, DataQualityReport, Identity
 from leerid_gateway.leerid.profile import LeerIdProfile
 from leerid_gateway.privacy import service as privacy
-from leerid_gateway.privacy.models import PrivacyLogEntry
 from leerid_gateway.sessions.models import BrowserSession
 
 log = logging.getLogger(__name__)
@@ -249,9 +248,7 @@ _ADMISSION = text(
     bindparam("now", type_=Identity.__table__.c.last_login_at.type),
     bindparam("session_at", type_=BrowserSession.__table__.c.created_at.type),
     bindparam("absolute_expires_at", type_=BrowserSession.__table__.c.absolute_expires_at.type),
-    bindparam("at", type_=PrivacyLogEntry.__table__.c.at.type),
-    bindparam("fields", type_=PrivacyLogEntry.__table__.c.fields.type),
-    bindparam("data", type_=PrivacyLogEntry.__table__.c.data.type),
+    *privacy.ENTRY_PARAMETERS,
 )
 # Without a login to write, every parameter of the login's writes is NULL.
 _NO_WRITES = dict.fromkeys(

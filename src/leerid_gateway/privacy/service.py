@@ -48,17 +48,16 @@ SYSTEM = "system"
 
 
 _HEAD = select(PrivacyLogEntry.hash).order_by(PrivacyLogEntry.id.desc()).limit(1)
-# PostgreSQL: lock, head, hash and entry in one call (migration 0008). The parameters are typed as
-# the columns are, so that rows() runs the columns' own bind processors (UTC, JSON, UUID).
+# The parameters of an entry handed to a database function, typed as the columns are, so that rows()
+# runs the columns' own bind processors (UTC, JSON): migrations 0008 and 0009.
+ENTRY_PARAMETERS = tuple(
+    bindparam(name, type_=PrivacyLogEntry.__table__.c[name].type) for name in ("at", "fields", "data")
+)
+# PostgreSQL: lock, head, hash and entry in one call (migration 0008).
 _LOCKED_APPEND = text(
     "SELECT * FROM leerid_privacy_log_append(:k, :genesis, CAST(:before AS bytea), CAST(:after AS bytea), "
     ":at, :actor, :action, :sub, :fields, :purpose, :request_id, :data)"
-).bindparams(
-    bindparam("at", type_=PrivacyLogEntry.__table__.c.at.type),
-    bindparam("sub", type_=PrivacyLogEntry.__table__.c.sub.type),
-    bindparam("fields", type_=PrivacyLogEntry.__table__.c.fields.type),
-    bindparam("data", type_=PrivacyLogEntry.__table__.c.data.type),
-)
+).bindparams(*ENTRY_PARAMETERS, bindparam("sub", type_=PrivacyLogEntry.__table__.c.sub.type))
 _APPEND = insert(PrivacyLogEntry).returning(PrivacyLogEntry.id)
 
 
