@@ -56,13 +56,7 @@ def login_writes() -> tuple[sessions.NewSession, LoginWrites]:
         actor="system", action=privacy.LOGIN_RECEIVED, purpose="authenticatie", fields=["given_name"]
     )
     new = sessions.new(_HASHER, _POLICY)
-    then = LoginWrites(
-        entry=entry,
-        session_id=new.sid,
-        secret_hash=new.secret_hash,
-        session_at=new.created_at,
-        absolute_expires_at=new.absolute_expires_at,
-    )
+    then = LoginWrites(entry=entry, session=new)
     return new, then
 
 

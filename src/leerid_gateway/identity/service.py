@@ -51,6 +51,7 @@ from leerid_gateway.identity import events
 from leerid_gateway.identity.models import AccountAlias, DataQualityReport, Identity
 from leerid_gateway.leerid.profile import LeerIdProfile
 from leerid_gateway.privacy import service as privacy
+from leerid_gateway.sessions import service as sessions
 from leerid_gateway.sessions.models import BrowserSession
 
 log = logging.getLogger(__name__)
@@ -90,16 +91,13 @@ class Reconciliation:
 @dataclass(frozen=True, slots=True)
 class LoginWrites:
     """What a login writes besides the identity: its privacy-log entry (``privacy.pending``) and its
-    session (``sessions.NewSession``'s columns). On PostgreSQL they go with every call of the
+    session (``sessions.NewSession``). On PostgreSQL they go with every call of the
     reconciliation, which writes them itself when the login changes nothing but the attributes
     (migration 0009); otherwise the caller writes them after ``reconcile()``. The times in them are
     the admission's start: the moment before any lock was waited for."""
 
     entry: privacy.PendingEntry
-    session_id: str
-    secret_hash: bytes
-    session_at: dt.datetime
-    absolute_expires_at: dt.datetime
+    session: sessions.NewSession
 
 
 def _lock_key(value: str) -> int:
@@ -365,10 +363,10 @@ async def reconcile(
             "school_code": school_code,
             "school_name": school_name,
             "now": utcnow(),
-            "session_id": then.session_id,
-            "secret_hash": then.secret_hash,
-            "session_at": then.session_at,
-            "absolute_expires_at": then.absolute_expires_at,
+            "session_id": then.session.sid,
+            "secret_hash": then.session.secret_hash,
+            "session_at": then.session.created_at,
+            "absolute_expires_at": then.session.absolute_expires_at,
         } | then.entry.params
     # Lock (waiting, in order) and read in one call; a returning pupil is admitted by that call.
     call = await _admission_call(

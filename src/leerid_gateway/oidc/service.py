@@ -322,13 +322,7 @@ class RelyingParty:
             session = sessions.new(self.session_hasher, self.session_policy)
             then = None
             if dialect_name(db) == "postgresql":  # written with the reconciliation (migration 0009)
-                then = identity_service.LoginWrites(
-                    entry=privacy.pending(**received),
-                    session_id=session.sid,
-                    secret_hash=session.secret_hash,
-                    session_at=session.created_at,
-                    absolute_expires_at=session.absolute_expires_at,
-                )
+                then = identity_service.LoginWrites(entry=privacy.pending(**received), session=session)
             outcome = await identity_service.reconcile(
                 db,
                 profile,

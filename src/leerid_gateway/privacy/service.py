@@ -83,9 +83,36 @@ class PendingEntry:
         the transaction commits (a mismatch fails the transaction, not the chain)."""
         p = self.params
         hashed = p["before"] + prev.encode("ascii") + p["between"] + str(sub).encode("ascii") + p["after"]
-        if hashlib.sha256(hashed).hexdigest() != digest:
-            raise RuntimeError("the database computed a privacy-log hash that is not the chain's")
-        return Recorded(id=entry_id, hash=digest)
+        return _checked(entry_id, hashed, digest)
+
+
+def _values(
+    actor: str,
+    action: str,
+    purpose: str,
+    fields: Sequence[str],
+    request_id: str | None,
+    data: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """An entry's own values (all but its sub and its place in the chain)."""
+    return {
+        "at": utcnow(),
+        "actor": actor,
+        "action": action,
+        "fields": list(fields),
+        "purpose": purpose[:200],
+        "request_id": request_id,
+        "data": data,
+    }
+
+
+def _checked(entry_id: int, hashed: bytes, digest: str) -> Recorded:
+    """The database finished an entry's hash over ``hashed``: it must be the chain's own (a function
+    changed by hand or by a faulty migration would break the chain unseen until the next verify).
+    Called before the transaction commits: a mismatch fails the transaction, not the chain."""
+    if hashlib.sha256(hashed).hexdigest() != digest:
+        raise RuntimeError("the database computed a privacy-log hash that is not the chain's")
+    return Recorded(id=entry_id, hash=digest)
 
 
 def pending(
@@ -98,15 +125,7 @@ def pending(
     data: dict[str, Any] | None = None,
 ) -> PendingEntry:
     """``record()``'s entry, for a sub the database will supply (``PendingEntry``)."""
-    values: dict[str, Any] = {
-        "at": utcnow(),
-        "actor": actor,
-        "action": action,
-        "fields": list(fields),
-        "purpose": purpose[:200],
-        "request_id": request_id,
-        "data": data,
-    }
+    values = _values(actor, action, purpose, fields, request_id, data)
     before, between, after = (part.encode("utf-8") for part in entry_hash_parts_around_sub(**values))
     return PendingEntry(
         values
@@ -137,16 +156,7 @@ async def record(
     last hash read here is the one this entry follows. Written at once, so that the next entry of
     the same transaction finds it.
     """
-    values: dict[str, Any] = {
-        "at": utcnow(),
-        "actor": actor,
-        "action": action,
-        "sub": sub,
-        "fields": list(fields),
-        "purpose": purpose[:200],
-        "request_id": request_id,
-        "data": data,
-    }
+    values = _values(actor, action, purpose, fields, request_id, data) | {"sub": sub}
     if dialect_name(session) == "postgresql":
         # The journal lock, the head and the entry in one call (migration 0008); pending ORM
         # changes first, as journal_lock() does: no row change after the journal lock.
@@ -155,12 +165,7 @@ async def record(
         before, after = (part.encode("utf-8") for part in entry_hash_parts(**values))
         params = values | {"k": JOURNAL_LOCK_KEY, "genesis": GENESIS, "before": before, "after": after}
         entry_id, prev, digest = (await rows(session, _LOCKED_APPEND, params))[0]
-        # The database finished the hash: it must be the chain's own (a function changed by hand or
-        # by a faulty migration would break the chain unseen until the next verify). A mismatch
-        # fails the whole transaction, not the chain.
-        if hashlib.sha256(before + prev.encode("ascii") + after).hexdigest() != digest:
-            raise RuntimeError("the database computed a privacy-log hash that is not the chain's")
-        return Recorded(id=entry_id, hash=digest)
+        return _checked(entry_id, before + prev.encode("ascii") + after, digest)
     session = orm(session)
     await journal_lock(session)
     prev = (await (await connection(session)).execute(_HEAD)).scalar()
