@@ -16,15 +16,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
-import json
 import statistics
 from pathlib import Path
 from typing import Any
 
 from bench.http_bench import logins
 from bench.stand import ROOT, Stand, machine
-from bench.wrkrun import RESULTS
+from bench.wrkrun import save_results
 
 
 def _paired(stands: dict[str, Stand], blocks: int, per_block: int, concurrency: int) -> dict[str, Any]:
@@ -63,7 +61,6 @@ def main() -> None:
     )
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
     args = parser.parse_args()
-    when = dt.datetime.now(dt.UTC)
     results: dict[str, Any] = {"machine": machine(), "a": str(args.a), "b": str(args.b), "runs": []}
     with (
         Stand("leerid_bench_a", PYTHONPATH=str(args.a.resolve())) as a,
@@ -80,9 +77,7 @@ def main() -> None:
                 f" B cheaper in {run['blocks_b_cheaper']} of {args.blocks} pairs",
                 flush=True,
             )
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"ab-{when:%Y%m%d-%H%M%S}.json"
-    path.write_text(json.dumps(results, indent=2))
+    path = save_results("ab", results)
     print(f"\nfull results: {path}")
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import html
-import json
 import statistics
 import sys
 import time
@@ -23,7 +22,7 @@ from typing import Any
 import httpx
 
 from bench.stand import RETURN_TO, Stand, cpu_seconds, machine, rss_mib
-from bench.wrkrun import RESULTS, basic, hot_frames, profiled, wrk
+from bench.wrkrun import basic, hot_frames, profiled, save_results, wrk
 
 _FORM_ACTION = 'action="'
 
@@ -168,10 +167,8 @@ def main() -> None:
             profiles["login"] = hot_frames("profile-login", top=60)
             results["profiles"] = profiles
 
-    RESULTS.mkdir(exist_ok=True)
     tag = f"-{args.whatif}" if args.whatif else ""
-    out = RESULTS / f"http-{time.strftime('%Y%m%d-%H%M%S')}{tag}.json"
-    out.write_text(json.dumps(results, indent=2))
+    out = save_results(f"http{tag}", results)
     report(results)
     print(f"\nfull results: {out.relative_to(Path.cwd()) if out.is_relative_to(Path.cwd()) else out}")
 
@@ -238,9 +235,7 @@ def _logins_only(stand: Stand, args: argparse.Namespace, results: dict[str, Any]
         asyncio.run(logins(stand, 200, 8))
         spy.wait()
         results["profiles"] = {"login": hot_frames("profile-login", top=60)}
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"http-{time.strftime('%Y%m%d-%H%M%S')}-logins.json"
-    out.write_text(json.dumps(results, indent=2))
+    out = save_results("http-logins", results)
     m = results["machine"]
     print(f"{m['date']}  commit {m['commit']} + {m['uncommitted_src_files']} uncommitted files")
     bare_ms = results["summary"]["bare_cpu_ms_per_request"]["value"]

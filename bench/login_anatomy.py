@@ -18,15 +18,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import time
 from pathlib import Path
 from typing import Any
 
 from bench.http_bench import logins
 from bench.stand import Stand, machine, proc_stat
-from bench.wrkrun import RESULTS, wrk
+from bench.wrkrun import save_results, wrk
 
 _TICK = os.sysconf("SC_CLK_TCK")
 
@@ -91,9 +89,7 @@ def main() -> None:
             run = asyncio.run(logins(stand, args.logins, concurrency))
             results["parts"][name] = _part(before, _sample(stand.gateway_pid), args.logins) | {"logins": run}
         results["parts"]["bare request, after"] = _bare(stand)
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"anatomy-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps(results, indent=2))
+    out = save_results("anatomy", results)
     m = results["machine"]
     print(f"{m['date']}  commit {m['commit']} + {m['uncommitted_src_files']} uncommitted files")
     parts = {name: part["figures"] for name, part in results["parts"].items()}

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import re
 import subprocess
 import sys
@@ -29,7 +28,7 @@ import httpx
 
 from bench.http_bench import logins
 from bench.stand import CLI, Stand, machine
-from bench.wrkrun import RESULTS
+from bench.wrkrun import save_results
 
 _TOTALS = re.compile(r"^(?:totals|summary):\s+(\d+)", re.M)
 
@@ -108,9 +107,7 @@ def main() -> None:
         "bare_requests_per_login_sequential": per_login / bare_median,
         "bare_requests_per_login_8_browsers": per_login_8 / bare_median,
     }
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"instructions-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps(results, indent=2))
+    out = save_results("instructions", results)
     m = results["machine"]
     print(f"{m['date']}  commit {m['commit']} + {m['uncommitted_src_files']} uncommitted files")
     print(f"bare request (/healthz): {per_bare / 1e6:.2f} M instructions (then {per_bare_after / 1e6:.2f} M)")

@@ -14,12 +14,10 @@ the cache defeats any LRU: every valid token then costs a signature check and a 
 from __future__ import annotations
 
 import argparse
-import json
-import time
 from typing import Any
 
 from bench.stand import Stand, machine, rss_mib
-from bench.wrkrun import RESULTS, basic, wrk
+from bench.wrkrun import RESULTS, basic, save_results, wrk
 
 
 def main() -> None:
@@ -74,8 +72,7 @@ def main() -> None:
             print(sample, flush=True)
         assert stand.introspect(tokens[-1])["active"] is True
     pool_file.unlink(missing_ok=True)
-    out = RESULTS / f"memory-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps(results, indent=2))
+    out = save_results("memory", results)
     print(f"\nfull results: {out}")
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
-import json
 import random
 import statistics
 import time
@@ -26,7 +25,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bench.stand import PARTNER_SCHOOL, Stand, create_database, drop_database, machine, psql
-from bench.wrkrun import RESULTS
+from bench.wrkrun import save_results
 from leerid_gateway.db import create_engine, create_session_factory
 from leerid_gateway.identity import service as identity_service
 from leerid_gateway.leerid.profile import LeerIdProfile
@@ -200,9 +199,7 @@ def main() -> None:
     parser.add_argument("--large", type=int, default=1_000_000)
     args = parser.parse_args()
     results = asyncio.run(run(args.calls, args.small, args.large))
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"reconcile-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps(results, indent=2, default=str))
+    out = save_results("reconcile", results)
     print(
         f"\nseeded: {results.get('rows')}  (seed {results['seed_s_small']:.0f} s + {results['seed_s_large']:.0f} s)"
     )

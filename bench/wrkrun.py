@@ -8,11 +8,22 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 WRK_DIR = Path(__file__).resolve().parent / "wrk"
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def save_results(kind: str, results: dict[str, Any]) -> Path:
+    """Write a benchmark's full results to bench/results/<kind>-<local time>.json; return the path."""
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.write_text(json.dumps(results, indent=2, default=str))
+    return out
+
+
 PY_SPY = str(Path(sys.executable).parent / "py-spy")
 
 
