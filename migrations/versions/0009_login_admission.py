@@ -115,18 +115,10 @@ BEGIN
       aliased := aliased || found_row.account_uuid;
       closed := closed AND found_row.account_uuid = ANY (held_accounts);
     END IF;
-    outcome := 'found';
-    id := found_row.id;
-    sub := found_row.sub;
-    leer_id_uuid := found_row.leer_id_uuid;
-    given_name := found_row.given_name;
-    family_name := found_row.family_name;
-    school_code := found_row.school_code;
-    school_name := found_row.school_name;
-    created_at := found_row.created_at;
-    last_login_at := found_row.last_login_at;
-    account_uuid := found_row.account_uuid;
-    RETURN NEXT;
+    RETURN QUERY SELECT 'found'::varchar, found_row.id, found_row.sub, found_row.leer_id_uuid,
+      found_row.given_name, found_row.family_name, found_row.school_code, found_row.school_name,
+      found_row.created_at, found_row.last_login_at, found_row.account_uuid,
+      NULL::bigint, NULL::varchar, NULL::varchar;
   END LOOP;
 
   IF (
@@ -159,21 +151,9 @@ BEGIN
   VALUES (p_at, p_actor, p_action, the_sub, p_fields, p_purpose, p_request_id, p_data, prev, digest)
   RETURNING entry.id INTO new_entry;
 
-  outcome := 'admitted';
-  id := the_id;
-  sub := the_sub;
-  leer_id_uuid := the_leer_id;
-  given_name := p_given_name;
-  family_name := p_family_name;
-  school_code := p_school_code;
-  school_name := p_school_name;
-  created_at := the_created_at;
-  last_login_at := p_now;
-  account_uuid := NULL;
-  entry_id := new_entry;
-  prev_entry_hash := prev;
-  entry_hash := digest;
-  RETURN NEXT;
+  -- The identity as written, and the entry.
+  RETURN QUERY SELECT 'admitted'::varchar, the_id, the_sub, the_leer_id, p_given_name, p_family_name,
+    p_school_code, p_school_name, the_created_at, p_now, NULL::varchar, new_entry, prev, digest;
 END $$
 """
 
