@@ -3,14 +3,19 @@ travels to ACM; never a query string, cookie or body (issue 7)."""
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import io
 import json
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
+from hypothesis import example, given
+from hypothesis import strategies as st
 
-from leerid_gateway.kit.logging import JsonFormatter, configure_logging
+from leerid_gateway.kit.logging import JsonFormatter, configure_logging, iso_millis, log_info
 from leerid_gateway.kit.middleware import request_id_var
 from tests.e2e.conftest import World
 
@@ -89,3 +94,119 @@ def test_configure_logging_writes_json_with_the_request_id_and_no_traceback_text
     assert all(line["request_id"] == "rid-7" for line in lines)
     assert lines[1]["exception"] == "ValueError" and lines[1]["kind"] == "x"
     assert "Lotte" not in stream.getvalue()
+
+
+# --- the request line's fast path (kit/logging.log_info) -------------------------------------------
+
+
+@contextlib.contextmanager
+def _captured(logger_name: str, formatter: logging.Formatter) -> Iterator[io.StringIO]:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatter)
+    logger = logging.getLogger(logger_name)
+    saved = (logger.level, logger.propagate)
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        yield stream
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
+
+
+@contextlib.contextmanager
+def _lookups_off() -> Iterator[None]:
+    """What configure_logging sets (the fast path is taken only then)."""
+    names = ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing")
+    saved = {name: getattr(logging, name) for name in names}
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(logging, name, value)
+
+
+FIELDS = {"method": "GET", "path": "/admin/pupils/{sub}", "status": 303, "duration_ms": 7.5}
+
+
+def test_log_info_writes_the_line_logger_info_writes() -> None:
+    token = request_id_var.set('rid-"9"')
+    try:
+        with _lookups_off(), _captured("leerid_gateway.request", JsonFormatter()) as stream:
+            log = logging.getLogger("leerid_gateway.request")
+            log_info(log, "GET /x 303 50%", dict(FIELDS))
+            log.info("GET /x 303 50%", extra=dict(FIELDS))
+    finally:
+        request_id_var.reset(token)
+    fast, slow = (json.loads(line, object_pairs_hook=list) for line in stream.getvalue().splitlines())
+    assert [key for key, _ in fast] == [key for key, _ in slow]
+    assert [key for key, _ in fast] == ["time", "level", "logger", "message", "request_id", *FIELDS]
+    assert dict(fast) | {"time": ""} == dict(slow) | {"time": ""}
+    assert dict(fast)["message"] == "GET /x 303 50%" and dict(fast)["request_id"] == 'rid-"9"'
+
+
+def test_log_info_records_serve_any_formatter_and_filter() -> None:
+    plain = logging.Formatter("%(name)s %(levelname)s %(message)s %(path)s %(status)d %(funcName)s")
+    with _lookups_off(), _captured("leerid_gateway.request", plain) as stream:
+        log = logging.getLogger("leerid_gateway.request")
+        log_info(log, "one", dict(FIELDS))
+        log.info("one", extra=dict(FIELDS))
+    fast, slow = stream.getvalue().splitlines()
+    assert fast == slow == "leerid_gateway.request INFO one /admin/pupils/{sub} 303 (unknown function)"
+
+    def tag(record: logging.LogRecord) -> bool:
+        record.replica = "b"  # an operator's filter adds a field: the JSON line must show it
+        return True
+
+    with _lookups_off(), _captured("leerid_gateway.request", JsonFormatter()) as stream:
+        log = logging.getLogger("leerid_gateway.request")
+        log.addFilter(tag)
+        try:
+            log_info(log, "two", dict(FIELDS))
+        finally:
+            log.removeFilter(tag)
+    assert json.loads(stream.getvalue())["replica"] == "b"
+
+
+def test_log_info_honours_levels_disabling_and_the_lookups() -> None:
+    with _lookups_off(), _captured("leerid_gateway.request", JsonFormatter()) as stream:
+        log = logging.getLogger("leerid_gateway.request")
+        log.setLevel(logging.WARNING)
+        log_info(log, "not at warning", {})
+        log.setLevel(logging.INFO)
+        log.disabled = True
+        try:
+            log_info(log, "disabled", {})
+        finally:
+            log.disabled = False
+        log_info(log, "no fields", {})
+    assert [json.loads(line)["message"] for line in stream.getvalue().splitlines()] == ["no fields"]
+
+    seen: list[logging.LogRecord] = []
+    with _captured("leerid_gateway.request", JsonFormatter()):
+        log = logging.getLogger("leerid_gateway.request")
+        log.addFilter(seen.append)  # type: ignore[arg-type]
+        saved = logging.logThreads
+        logging.logThreads = True
+        try:
+            log_info(log, "with threads", {})
+        finally:
+            logging.logThreads = saved
+            log.removeFilter(seen.append)  # type: ignore[arg-type]
+    assert seen[0].thread is not None  # logging gathered it: logger.info itself made the record
+
+
+@given(st.floats(min_value=0, max_value=4_102_444_800, allow_nan=False, allow_infinity=False))
+@example(1_764_680_000.9995)
+@example(1_764_680_000.9999995)
+@example(1_764_680_000.0000005)
+@example(1_764_680_000.0015)
+@example(0.0)
+def test_iso_millis_is_datetimes_isoformat(created: float) -> None:
+    expected = dt.datetime.fromtimestamp(created, dt.UTC).isoformat(timespec="milliseconds")
+    assert iso_millis(created) == expected

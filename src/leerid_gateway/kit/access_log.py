@@ -13,6 +13,7 @@ import time
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from leerid_gateway.kit import metrics
+from leerid_gateway.kit.logging import log_info
 
 log = logging.getLogger("leerid_gateway.request")
 UNMATCHED = "<unmatched>"
@@ -49,15 +50,6 @@ class AccessLogMiddleware:
             route = route_template(scope)
             method = scope["method"] if scope["method"] in METHODS else "OTHER"
             metrics.observe_request(method, route, status, elapsed)
-            log.info(
-                "%s %s %d",
-                method,
-                route,
-                status,
-                extra={
-                    "method": method,
-                    "path": route,
-                    "status": status,
-                    "duration_ms": round(elapsed * 1000, 1),
-                },
-            )
+            duration_ms = round(elapsed * 1000, 1)
+            fields = {"method": method, "path": route, "status": status, "duration_ms": duration_ms}
+            log_info(log, f"{method} {route} {status}", fields)
