@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import httpx
 import pytest
 import respx
 
 from leerid_gateway.kit.errors import UpstreamError
-from leerid_gateway.oidc.upstream import MAX_BODY, new_client, request_json
+from leerid_gateway.oidc.transport import encode_head
+from leerid_gateway.oidc.upstream import MAX_BODY, _as_httpx_would, new_client, request_json
 
 URL = "https://acm.example/op/token"
 
@@ -257,3 +259,77 @@ async def test_our_transport_answers_request_json_on_the_wire(monkeypatch: pytes
     finally:
         await client.aclose()
     assert wrapped == [200]  # the gzip one only
+
+
+# --- the login's calls, encoded without an httpx request (upstream._as_httpx_would) ---------------
+
+_LOGIN_CALLS = [
+    (
+        "POST",
+        "http://127.0.0.1:8123/op/token",
+        {
+            "data": {"grant_type": "authorization_code", "code": "a b/c&d=é+%", "code_verifier": "v" * 43},
+            "headers": {"Accept": "application/json", "Authorization": "Basic YTpi", "X-Request-ID": "r-1"},
+        },
+    ),
+    ("POST", "https://acm.example/op/token", {"data": {"a": "1"}, "headers": {"accept": "application/json"}}),
+    (
+        "GET",
+        "https://acm.example:443/userinfo?schema=openid&x=%2F",
+        {"headers": {"Authorization": "Bearer t.o.k", "Accept": "application/json", "User-Agent": "other/2"}},
+    ),
+    ("GET", "http://[::1]:8080/.well-known/openid-configuration", {}),
+    ("GET", "https://datastore.example/leerlingen/ik", {"headers": {}}),
+]
+
+
+@pytest.mark.parametrize(("method", "url", "kwargs"), _LOGIN_CALLS)
+async def test_the_login_calls_go_out_byte_for_byte_as_httpx_builds_them(
+    method: str, url: str, kwargs: dict[str, Any]
+) -> None:
+    client = new_client(timeout=2, user_agent="leerid-gateway/test")
+    try:
+        parsed = httpx.URL(url)
+        request = client.build_request(method, parsed, **kwargs)
+        expected = (encode_head(request.method, request.url, request.headers.raw), request.read())
+        assert _as_httpx_would(client, method, parsed, kwargs) == expected
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.parametrize(
+    ("method", "kwargs"),
+    [
+        ("GET", {"params": {"a": "b"}}),
+        ("POST", {"json": {"a": "b"}}),
+        ("POST", {"content": b"raw"}),
+        ("POST", {"headers": {}}),  # a POST without a form
+        ("POST", {"data": {}}),  # an empty one: httpx sends Content-Length: 0 and no Content-Type
+        ("GET", {"data": {"a": "b"}}),
+        ("PUT", {"data": {"a": "b"}}),
+        ("POST", {"data": {"n": 5}}),
+        ("GET", {"headers": {"Accept": "a", "accept": "b"}}),
+        ("GET", {"headers": {"Host": "elsewhere.example"}}),
+        ("POST", {"data": {"a": "b"}, "headers": {"Content-Type": "text/plain"}}),
+    ],
+)
+async def test_anything_else_is_left_to_httpx(method: str, kwargs: dict[str, Any]) -> None:
+    client = new_client(timeout=2, user_agent="leerid-gateway/test")
+    try:
+        assert _as_httpx_would(client, method, httpx.URL(URL), kwargs) is None
+    finally:
+        await client.aclose()
+    for own in ({"base_url": "https://acm.example/op/"}, {"params": {"a": "b"}}, {"auth": ("a", "b")}):
+        async with httpx.AsyncClient(**own) as other:  # type: ignore[arg-type]
+            assert _as_httpx_would(other, "GET", httpx.URL(URL), {}) is None
+    async with httpx.AsyncClient(cookies={"a": "b"}) as with_cookies:
+        assert _as_httpx_would(with_cookies, "GET", httpx.URL(URL), {}) is None
+
+
+async def test_a_header_value_that_could_split_the_request_is_refused_on_either_path() -> None:
+    client = new_client(timeout=2, user_agent="leerid-gateway/test")
+    try:
+        with pytest.raises(httpx.LocalProtocolError):
+            _as_httpx_would(client, "GET", httpx.URL(URL), {"headers": {"Authorization": "Bearer a\r\nX: y"}})
+    finally:
+        await client.aclose()

@@ -275,18 +275,25 @@ class Http1Transport(httpx.AsyncBaseTransport):
         """Send ``request`` and return its complete answer as read off the wire: status, raw header
         fields and the body, still in its Content-Encoding. ``handle_async_request`` is this and
         ``response``; oidc/upstream.py takes the answer itself when no one wraps this transport."""
-        if self._closed:
-            raise RuntimeError("the transport is closed")
-        url = request.url
-        if url.scheme not in ("http", "https"):
-            raise httpx.UnsupportedProtocol(f"unsupported URL scheme {url.scheme!r}", request=request)
-        if request.method in ("HEAD", "CONNECT"):
-            raise httpx.UnsupportedProtocol(f"{request.method} is not supported here", request=request)
         if "transfer-encoding" in request.headers:
             raise httpx.UnsupportedProtocol("streaming request bodies are not supported", request=request)
-        head = _request_head(request)
+        head = encode_head(request.method, request.url, request.headers.raw, request)
         body = await request.aread()
-        timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
+        return await self.send(request.url, head, body, request.extensions.get("timeout", {}), request)
+
+    async def send(
+        self,
+        url: httpx.URL,
+        head: bytes,
+        body: bytes,
+        timeouts: dict[str, float | None],
+        request: httpx.Request | None = None,
+    ) -> _Response:
+        """Send a request already encoded (``encode_head`` and its body, framed by the head's
+        Content-Length) to ``url``'s origin and return its complete answer. ``request``, when
+        there is one, is named in the errors raised."""
+        if self._closed:
+            raise RuntimeError("the transport is closed")
         origin = (url.raw_scheme, url.raw_host, url.port or (443 if url.scheme == "https" else 80))
         try:
             async with asyncio.timeout(timeouts.get("pool")):
@@ -300,7 +307,8 @@ class Http1Transport(httpx.AsyncBaseTransport):
             except BaseException as exc:  # failed or cancelled mid-exchange: its state is unknown
                 conn.close()
                 if isinstance(exc, httpx.TransportError):
-                    exc.request = request
+                    if request is not None:
+                        exc.request = request
                 elif isinstance(exc, OSError):  # a write on a connection that just broke
                     raise httpx.WriteError(f"the connection failed ({exc})", request=request) from None
                 raise
@@ -328,7 +336,10 @@ class Http1Transport(httpx.AsyncBaseTransport):
         idle.append(conn)
 
     async def _connect(
-        self, origin: tuple[bytes, bytes, int], timeouts: dict[str, float | None], request: httpx.Request
+        self,
+        origin: tuple[bytes, bytes, int],
+        timeouts: dict[str, float | None],
+        request: httpx.Request | None,
     ) -> _Connection:
         scheme, raw_host, port = origin
         host = raw_host.decode("ascii")
@@ -361,20 +372,28 @@ class Http1Transport(httpx.AsyncBaseTransport):
         self._idle.clear()
 
 
-def _request_head(request: httpx.Request) -> bytes:
-    """Request line and header fields (RFC 9112 §3, §5), refusing anything that could split them."""
-    method, target, raw = request.method.encode("utf-8"), request.url.raw_path, request.headers.raw
-    names = b"".join(name for name, _ in raw)
-    values = b"\t".join(value for _, value in raw)
+def encode_head(
+    method: str, url: httpx.URL, fields: list[tuple[bytes, bytes]], request: httpx.Request | None = None
+) -> bytes:
+    """Request line and header fields (RFC 9112 §3, §5), refusing anything that could split them,
+    and what this transport does not do: schemes other than http(s), HEAD (an answer without the
+    body its header fields announce) and CONNECT."""
+    if url.scheme not in ("http", "https"):
+        raise httpx.UnsupportedProtocol(f"unsupported URL scheme {url.scheme!r}", request=request)
+    if method in ("HEAD", "CONNECT"):
+        raise httpx.UnsupportedProtocol(f"{method} is not supported here", request=request)
+    encoded, target = method.encode("utf-8"), url.raw_path
+    names = b"".join(name for name, _ in fields)
+    values = b"\t".join(value for _, value in fields)
     if (
-        not method
-        or _NOT_TOKEN.search(method)
+        not encoded
+        or _NOT_TOKEN.search(encoded)
         or _NOT_TARGET.search(target)
         or _NOT_TOKEN.search(names)
         or _NOT_FIELD_VALUE.search(values)
     ):
         raise httpx.LocalProtocolError("the method, target or a header field is not allowed", request=request)
-    lines = [method + b" " + target + b" HTTP/1.1"]
-    lines.extend(name + b": " + value for name, value in raw)
+    lines = [encoded + b" " + target + b" HTTP/1.1"]
+    lines.extend(name + b": " + value for name, value in fields)
     lines.append(b"\r\n")
     return b"\r\n".join(lines)
