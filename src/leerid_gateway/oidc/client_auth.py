@@ -28,14 +28,15 @@ class ClientAuthenticator:
         self._assertion_aud = settings.oidc_assertion_audience or settings.provider_issuer
         self._alg = settings.oidc_private_key_alg
         self._key: RSAKey | ECKey | None = None
+        raw = f"{_form_encode(self.client_id)}:{_form_encode(self._secret)}".encode()
+        self._basic = "Basic " + base64.b64encode(raw).decode()  # the same for every request
         if self.method is ClientAuthMethod.PRIVATE_KEY_JWT:
             assert settings.oidc_private_key_file is not None
             self._key = load_private_key(settings.oidc_private_key_file, self._alg)
 
     def apply(self, form: dict[str, str], headers: dict[str, str]) -> None:
         if self.method is ClientAuthMethod.CLIENT_SECRET_BASIC:
-            raw = f"{_form_encode(self.client_id)}:{_form_encode(self._secret)}".encode()
-            headers["Authorization"] = "Basic " + base64.b64encode(raw).decode()
+            headers["Authorization"] = self._basic
         elif self.method is ClientAuthMethod.CLIENT_SECRET_POST:
             form["client_id"] = self.client_id
             form["client_secret"] = self._secret

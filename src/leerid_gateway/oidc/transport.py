@@ -295,11 +295,14 @@ class Http1Transport(httpx.AsyncBaseTransport):
         if self._closed:
             raise RuntimeError("the transport is closed")
         origin = (url.raw_scheme, url.raw_host, url.port or (443 if url.scheme == "https" else 80))
-        try:
-            async with asyncio.timeout(timeouts.get("pool")):
-                await self._slots.acquire()
-        except TimeoutError:
-            raise httpx.PoolTimeout("no free connection", request=request) from None
+        if self._slots.locked():  # only a wait for a free slot needs its timeout
+            try:
+                async with asyncio.timeout(timeouts.get("pool")):
+                    await self._slots.acquire()
+            except TimeoutError:
+                raise httpx.PoolTimeout("no free connection", request=request) from None
+        else:
+            await self._slots.acquire()  # a free slot: taken at once, without yielding
         try:
             conn = self._checkout(origin) or await self._connect(origin, timeouts, request)
             try:
