@@ -147,6 +147,7 @@ def create_app(settings: Settings, *, span_exporter: SpanExporter | None = None)
     app.include_router(identity_router.router)
     app.include_router(ops.router)
     app.include_router(admin_router.router)
+    oidc_router.serve_by_hand_first(app)
     http_errors.install(app, settings)
     customise_openapi(app)
     app.add_middleware(
