@@ -20,6 +20,7 @@ from leerid_gateway.kit import tracing
 from leerid_gateway.kit.access_log import AccessLogMiddleware
 from leerid_gateway.kit.crypto import Hasher, Sealer
 from leerid_gateway.kit.errors import UpstreamError
+from leerid_gateway.kit.first import serve_first
 from leerid_gateway.kit.middleware import RequestContextMiddleware
 from leerid_gateway.kit.openapi import customise as customise_openapi
 from leerid_gateway.kit.ratelimit import RateLimiter
@@ -147,7 +148,7 @@ def create_app(settings: Settings, *, span_exporter: SpanExporter | None = None)
     app.include_router(identity_router.router)
     app.include_router(ops.router)
     app.include_router(admin_router.router)
-    oidc_router.serve_by_hand_first(app)
+    serve_first(app, [*oidc_router.served_first(), *tokens_router.served_first()])
     http_errors.install(app, settings)
     customise_openapi(app)
     app.add_middleware(

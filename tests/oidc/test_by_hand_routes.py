@@ -3,7 +3,7 @@ route and sets its limits; the hand-written handler gets exactly the parameters 
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import httpx
 import pytest
@@ -84,97 +84,3 @@ def test_login_and_the_query_callback_are_served_by_hand() -> None:
         for method in route.methods
     }
     assert by_hand == {("/login", "GET"), ("/callback", "GET")}
-
-
-# --- ByHandFirst: the by-hand routes served in front of FastAPI's router ---------------------------
-
-
-class _Refused(Exception):
-    pass
-
-
-async def _where(request: Request, params: dict[str, str]) -> Response:
-    if params.get("fail"):
-        raise _Refused
-    scope = request.scope
-    return JSONResponse(
-        {"route": scope["route"].path, "router": scope["router"] is request.app.router, **params}
-    )
-
-
-def _shortcut_app() -> tuple[FastAPI, list[str]]:
-    """An app like ours: a by-hand GET route and a FastAPI one on one path, an exception handler,
-    ByHandFirst in front of the router, and a note of every request that reached the router."""
-    from fastapi import APIRouter
-
-    router = APIRouter(route_class=_Route)
-
-    @router.get("/where")
-    @served_by(_where)
-    async def where(
-        q: Annotated[str | None, Query(max_length=5)] = None,
-        fail: Annotated[str | None, Query(max_length=1)] = None,
-    ) -> Response:
-        raise AssertionError("never called: _where serves the route")
-
-    @router.post("/where")
-    async def where_post() -> dict[str, str]:
-        return {"served": "by FastAPI"}
-
-    app = FastAPI()
-    app.include_router(router)
-
-    @app.exception_handler(_Refused)
-    async def refused(_request: Request, _exc: _Refused) -> Response:
-        return JSONResponse({"refused": True}, status_code=403)
-
-    reached: list[str] = []
-    routed = app.router.middleware_stack
-
-    async def noted(scope: Any, receive: Any, send: Any) -> None:
-        reached.append(f"{scope['method']} {scope['path']}")
-        await routed(scope, receive, send)
-
-    app.router.middleware_stack = oidc_router.ByHandFirst(noted, app.router, router.routes)
-    return app, reached
-
-
-async def test_by_hand_routes_skip_the_router_and_keep_what_it_would_give() -> None:
-    app, reached = _shortcut_app()
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
-        assert (await http.get("/where?q=abc")).json() == {"route": "/where", "router": True, "q": "abc"}
-        assert reached == []  # served in front of the router
-        refused = await http.get("/where?fail=1")  # the app's exception handler, as for any route
-        assert (refused.status_code, refused.json()) == (403, {"refused": True})
-        too_long = await http.get("/where?q=123456")  # FastAPI's validation answer, as before
-        assert too_long.status_code == 422 and "input" not in too_long.text
-        assert reached == []
-        assert (await http.post("/where")).json() == {"served": "by FastAPI"}
-        assert (await http.head("/where")).status_code == 405  # FastAPI's: a GET route takes no HEAD
-        assert (await http.get("/where/")).status_code in (307, 404)  # the router's own answers
-    assert reached == ["POST /where", "HEAD /where", "GET /where/"]
-
-
-async def test_under_a_root_path_the_router_decides() -> None:
-    app, reached = _shortcut_app()
-    transport = httpx.ASGITransport(app=app, root_path="/gateway")
-    async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
-        answer = await http.get("/gateway/where?q=a")
-    assert answer.json() == {"route": "/where", "router": True, "q": "a"}
-    assert reached == ["GET /gateway/where"]
-
-
-def test_the_gateway_serves_login_and_the_query_callback_first() -> None:
-    from leerid_gateway.app import create_app
-    from leerid_gateway.settings import Settings
-
-    settings = Settings(
-        oidc_issuer="https://acm.example",
-        oidc_client_id="x",
-        oidc_client_secret="y" * 32,
-        allowed_return_urls=["https://eteacher.example/"],
-        secret_key="k" * 40,
-    )
-    stack = create_app(settings).router.middleware_stack
-    assert isinstance(stack, oidc_router.ByHandFirst)
-    assert set(stack._routes) == {"/login", "/callback"}

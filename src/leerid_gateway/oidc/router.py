@@ -5,14 +5,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, Form, Query, Request, Response
+from fastapi import APIRouter, Form, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse
 from fastapi.routing import APIRoute
-from starlette.routing import BaseRoute
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from leerid_gateway.deps import DbSession, GatewayDep, RequestId, client_address, get_gateway, get_request_id
+from leerid_gateway.kit.first import FirstRoute
 from leerid_gateway.oidc.return_to import MAX_LENGTH, is_allowed
 from leerid_gateway.oidc.service import bad_return_to
 from leerid_gateway.sessions import cookies
@@ -82,43 +81,14 @@ def _invalid(kind: str, name: str, message: str) -> dict[str, Any]:
     return {"type": kind, "loc": ("query", name), "msg": message}  # no "input": it may be a code
 
 
-class ByHandFirst:
-    """In front of the application's router: GET /login and GET /callback, the pupil's two requests
-    of every login, go straight to their by-hand handlers. Everything around the router is as for
-    every route (the middleware, FastAPI's exception handlers: the Dutch pages); what they skip is
-    FastAPI's matching through the included routers, the per-request exit stacks of dependencies (a
-    by-hand handler has none) and its own mapping of exceptions, which the exception middleware
-    outside makes the same way (0.3 M instructions, 6 % of a login; docs/performance.md, session
-    8). The scope gets what the router's match would give it (``route``, ``endpoint``,
-    ``path_params``, ``router``). Any other request, or any request under a ``root_path``, goes on
-    to the router."""
-
-    def __init__(self, router_app: ASGIApp, app_router: Any, routes: list[BaseRoute]) -> None:
-        self._router_app = router_app
-        self._app_router = app_router
-        self._routes: dict[str, tuple[_Route, Callable[[Request], Coroutine[Any, Any, Response]]]] = {
-            route.path: (route, route.get_route_handler())
-            for route in routes
-            if isinstance(route, _Route) and route.endpoint in _BY_HAND and "GET" in (route.methods or ())
-        }
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "GET" and not scope.get("root_path"):
-            found = self._routes.get(scope["path"])
-            if found is not None:
-                route, handler = found
-                scope.setdefault("router", self._app_router)
-                scope["route"], scope["endpoint"], scope["path_params"] = route, route.endpoint, {}
-                response = await handler(Request(scope, receive, send))
-                await response(scope, receive, send)
-                return
-        await self._router_app(scope, receive, send)
-
-
-def serve_by_hand_first(app: FastAPI) -> None:
-    """Put ``ByHandFirst`` in front of ``app``'s router (Starlette's ``Router`` calls its
-    ``middleware_stack``, made once when the router is)."""
-    app.router.middleware_stack = ByHandFirst(app.router.middleware_stack, app.router, router.routes)
+def served_first() -> list[FirstRoute]:
+    """The by-hand routes, to be served in front of the application's router (kit/first.py):
+    their handlers check their own query."""
+    return [
+        FirstRoute("GET", route, route.get_route_handler())
+        for route in router.routes
+        if isinstance(route, _Route) and route.endpoint in _BY_HAND and "GET" in (route.methods or ())
+    ]
 
 
 router = APIRouter(tags=["login"], route_class=_Route)

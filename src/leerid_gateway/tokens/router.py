@@ -6,13 +6,15 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 
 from leerid_gateway.clients.auth import authenticate_client
 from leerid_gateway.db import unit_of_work
 from leerid_gateway.deps import DbSession, GatewayDep
 from leerid_gateway.gateway import Gateway
-from leerid_gateway.kit import forms, metrics
+from leerid_gateway.kit import first, forms, metrics
 from leerid_gateway.kit.errors import OAuthError, ProblemError
+from leerid_gateway.kit.first import FirstRoute
 from leerid_gateway.sessions import cookies
 from leerid_gateway.sessions import service as sessions
 from leerid_gateway.tokens.revocation import revoke_token
@@ -151,3 +153,13 @@ async def metadata(gateway: GatewayDep) -> dict[str, Any]:
         "access_token_signing_alg_values_supported": [gateway.settings.token_signing_alg],
         "service_documentation": f"{issuer}/docs",
     }
+
+
+def served_first() -> list[FirstRoute]:
+    """/introspect, every eTeacher service's question, served in front of the application's router
+    (kit/first.py): it reads its form and authenticates its client by hand."""
+    return [
+        first.plain(route)
+        for route in router.routes
+        if isinstance(route, APIRoute) and route.endpoint is introspect
+    ]
