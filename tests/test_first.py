@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 
 from leerid_gateway.kit.first import FirstRoute, ServedFirst, plain
 from leerid_gateway.oidc.router import _Route, served_by
+from tests.support import offline_settings
 
 
 class _Refused(Exception):
@@ -112,15 +113,7 @@ def test_only_a_route_that_needs_nothing_of_fastapi_is_served_plain() -> None:
 
 def test_the_gateway_serves_its_hot_routes_first() -> None:
     from leerid_gateway.app import create_app
-    from leerid_gateway.settings import Settings
 
-    settings = Settings(
-        oidc_issuer="https://acm.example",
-        oidc_client_id="x",
-        oidc_client_secret="y" * 32,
-        allowed_return_urls=["https://eteacher.example/"],
-        secret_key="k" * 40,
-    )
-    stack = create_app(settings).router.middleware_stack
+    stack = create_app(offline_settings()).router.middleware_stack
     assert isinstance(stack, ServedFirst)
     assert stack.routes == {("GET", "/login"), ("GET", "/callback"), ("POST", "/introspect")}

@@ -15,9 +15,9 @@ import pytest
 
 from leerid_gateway.kit import lifecycle
 from leerid_gateway.serving import DrainingServer, uvicorn_config
-from leerid_gateway.settings import Settings
 from tests.e2e.conftest import RETURN_TO, World
 from tests.ops.support import free_port, settings_for_public_url
+from tests.support import offline_settings
 from tests.support.browser import Browser
 from tests.support.processes import GatewayProcess
 
@@ -88,14 +88,7 @@ def draining_flag() -> Iterator[threading.Event]:
 
 def test_second_sigterm_or_no_drain_period_stops_at_once(draining_flag: threading.Event) -> None:
     """The drain is for the first SIGTERM only; a second one, or a drain of 0, stops directly."""
-    settings = Settings(
-        oidc_issuer="https://acm.example",
-        oidc_client_id="x",
-        oidc_client_secret="s" * 20,
-        allowed_return_urls=["https://eteacher.example/"],
-        secret_key="k" * 40,
-        trusted_proxies="10.1.2.3,10.0.0.0/8",
-    )
+    settings = offline_settings(trusted_proxies="10.1.2.3,10.0.0.0/8")
     config = uvicorn_config(settings, host="127.0.0.1", port=free_port(), proxy_headers=True)
     assert config.forwarded_allow_ips == "10.1.2.3,10.0.0.0/8"
     assert config.timeout_graceful_shutdown == settings.shutdown_timeout
