@@ -214,3 +214,20 @@ async def test_wrong_method_is_405_problem_json_with_allow(world: World) -> None
     assert answer.status_code == 405
     assert answer.headers["content-type"] == "application/problem+json"
     assert "POST" in answer.headers["allow"]
+
+
+@pytest.mark.parametrize("token", ["tökén", "a\r\nX-Injected: 1", "a\x00b"], ids=["non-ascii", "crlf", "nul"])
+async def test_an_access_token_outside_rfc_6749_vschar_is_refused_before_it_is_sent(
+    world: World, token: str
+) -> None:
+    """RFC 6749 §A.12: access-token = 1*VSCHAR. Anything else is ACM misbehaving (a Dutch retry
+    page), never a 500, and never a header field to the datastore."""
+
+    def swap(body: dict[str, Any]) -> None:
+        body["access_token"] = token
+
+    world.faults.overrides["/token"] = rewrite_json(swap)
+    answer = world.browser.follow(hop_to_callback(world))
+    assert_dutch_page(answer, 502, "Aanmelden lukt even niet")
+    assert world.faults.calls.get("/userinfo", 0) == 0
+    await assert_nothing_stored(world)

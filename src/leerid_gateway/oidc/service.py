@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +38,8 @@ from leerid_gateway.oidc.return_to import is_allowed
 from leerid_gateway.privacy import service as privacy
 from leerid_gateway.sessions import service as sessions
 from leerid_gateway.settings import ResponseMode, Settings
+
+_VSCHARS = re.compile(r"[\x20-\x7e]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,6 +267,9 @@ class RelyingParty:
         token_type = body.get("token_type")
         if not isinstance(access_token, str) or not access_token or len(access_token) > 8192:
             raise UpstreamError("token", "no access_token")
+        if not _VSCHARS.fullmatch(access_token):
+            # RFC 6749 §A.12: access-token = 1*VSCHAR. It goes into a header field to the datastore.
+            raise UpstreamError("token", "access_token has characters outside VSCHAR")
         if not isinstance(id_token, str) or not id_token or len(id_token) > 16384:
             raise UpstreamError("token", "no id_token")
         if not isinstance(token_type, str) or token_type.lower() != "bearer":
