@@ -261,6 +261,24 @@ async def test_our_transport_answers_request_json_on_the_wire(monkeypatch: pytes
     assert wrapped == [200]  # the gzip one only
 
 
+async def test_a_form_goes_out_on_the_wire_whole() -> None:
+    from tests.oidc.test_transport import scripted
+
+    form = {"grant_type": "authorization_code", "code": "a b/c&d=é", "code_verifier": "v" * 43}
+    client = new_client(timeout=2, user_agent="test")
+    try:
+        async with scripted(_answer("200 OK", b'{"ok": 1}')) as server:
+            answer = await request_json(client, "token", "POST", server.url, data=form, headers={"X-A": "1"})
+            sent = server.requests[0]
+    finally:
+        await client.aclose()
+    assert answer == (200, {"ok": 1})
+    head, _, body = sent.partition(b"\r\n\r\n")
+    assert body == b"grant_type=authorization_code&code=a+b%2Fc%26d%3D%C3%A9&code_verifier=" + b"v" * 43
+    assert f"\r\nContent-Length: {len(body)}\r\n".encode() in head
+    assert b"\r\nContent-Type: application/x-www-form-urlencoded" in head and b"\r\nX-A: 1\r\n" in head
+
+
 # --- the login's calls, encoded without an httpx request (upstream._as_httpx_would) ---------------
 
 _LOGIN_CALLS = [
@@ -319,7 +337,13 @@ async def test_anything_else_is_left_to_httpx(method: str, kwargs: dict[str, Any
         assert _as_httpx_would(client, method, httpx.URL(URL), kwargs) is None
     finally:
         await client.aclose()
-    for own in ({"base_url": "https://acm.example/op/"}, {"params": {"a": "b"}}, {"auth": ("a", "b")}):
+    for own in (
+        {"base_url": "https://acm.example/op/"},
+        {"params": {"a": "b"}},
+        {"auth": ("a", "b")},
+        {"headers": {"Host": "other.example"}},  # a field httpx frames itself, set on the client
+        {"headers": {"content-type": "text/plain"}},
+    ):
         async with httpx.AsyncClient(**own) as other:  # type: ignore[arg-type]
             assert _as_httpx_would(other, "GET", httpx.URL(URL), {}) is None
     async with httpx.AsyncClient(cookies={"a": "b"}) as with_cookies:

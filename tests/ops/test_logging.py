@@ -8,10 +8,12 @@ import datetime as dt
 import io
 import json
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
@@ -120,10 +122,10 @@ def _captured(logger_name: str, formatter: logging.Formatter) -> Iterator[io.Str
 @contextlib.contextmanager
 def _lookups_off() -> Iterator[None]:
     """What configure_logging sets (the fast path is taken only then)."""
-    names = ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing")
-    saved = {name: getattr(logging, name) for name in names}
-    logging._srcfile = None
-    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    names = ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing", "logAsyncioTasks")
+    saved = {name: getattr(logging, name) for name in names if hasattr(logging, name)}
+    for name in saved:
+        setattr(logging, name, None if name == "_srcfile" else False)
     try:
         yield
     finally:
@@ -139,8 +141,8 @@ def test_log_info_writes_the_line_logger_info_writes() -> None:
     try:
         with _lookups_off(), _captured("leerid_gateway.request", JsonFormatter()) as stream:
             log = logging.getLogger("leerid_gateway.request")
-            log_info(log, "GET /x 303 50%", dict(FIELDS))
-            log.info("GET /x 303 50%", extra=dict(FIELDS))
+            log_info(log, "GET /x %d %s", (303, "50%"), dict(FIELDS))
+            log.info("GET /x %d %s", 303, "50%", extra=dict(FIELDS))
     finally:
         request_id_var.reset(token)
     fast, slow = (json.loads(line, object_pairs_hook=list) for line in stream.getvalue().splitlines())
@@ -150,11 +152,75 @@ def test_log_info_writes_the_line_logger_info_writes() -> None:
     assert dict(fast)["message"] == "GET /x 303 50%" and dict(fast)["request_id"] == 'rid-"9"'
 
 
+def test_log_info_makes_the_record_logger_info_makes() -> None:
+    records: list[logging.LogRecord] = []
+
+    def keep(record: logging.LogRecord) -> bool:
+        records.append(record)
+        return True
+
+    before = time.time()
+    with _lookups_off(), _captured("leerid_gateway.request", JsonFormatter()) as stream:
+        log = logging.getLogger("leerid_gateway.request")
+        log.addFilter(keep)
+        try:
+            log_info(log, "%s %s %d", ("GET", "/x", 303), dict(FIELDS))
+            log.info("%s %s %d", "GET", "/x", 303, extra=dict(FIELDS))
+        finally:
+            log.removeFilter(keep)
+    fast, slow = (vars(record) for record in records)
+    assert set(fast) - {"_fields"} == set(slow)
+    moments = {"created", "msecs", "relativeCreated"}
+    assert {k: v for k, v in fast.items() if k in slow and k not in moments} == {
+        k: v for k, v in slow.items() if k not in moments
+    }
+    assert (fast["msg"], fast["args"]) == ("%s %s %d", ("GET", "/x", 303))  # one template per line kind
+    assert before <= fast["created"] <= slow["created"] <= time.time()
+    assert fast["msecs"] == int((fast["created"] - int(fast["created"])) * 1000)
+    assert (
+        abs((slow["relativeCreated"] - fast["relativeCreated"]) - 1000 * (slow["created"] - fast["created"]))
+        < 1
+    )
+    written = json.loads(stream.getvalue().splitlines()[0])["time"]
+    assert written == dt.datetime.fromtimestamp(fast["created"], dt.UTC).isoformat(timespec="milliseconds")
+
+
+def test_log_info_yields_to_record_factories_renaming_filters_and_reserved_names() -> None:
+    made = logging.getLogRecordFactory()
+
+    def traced(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = made(*args, **kwargs)
+        record.otelTraceID = "0af7651916cd43dd8448eb211c80319c"  # what OpenTelemetry's factory adds
+        return record
+
+    def renamed(record: logging.LogRecord) -> bool:
+        record.duration_s = record.__dict__.pop("duration_ms") / 1000
+        return True
+
+    with _lookups_off(), _captured("leerid_gateway.request", JsonFormatter()) as stream:
+        log = logging.getLogger("leerid_gateway.request")
+        logging.setLogRecordFactory(traced)
+        try:
+            log_info(log, "traced", (), dict(FIELDS))
+        finally:
+            logging.setLogRecordFactory(made)
+        log.addFilter(renamed)
+        try:
+            log_info(log, "renamed", (), dict(FIELDS))
+        finally:
+            log.removeFilter(renamed)
+        with pytest.raises(KeyError, match="overwrite"):  # as logger.info refuses it
+            log_info(log, "reserved", (), {"name": "x"})
+    traced_line, renamed_line = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert traced_line["otelTraceID"] == "0af7651916cd43dd8448eb211c80319c"
+    assert renamed_line["duration_s"] == 0.0075 and "duration_ms" not in renamed_line
+
+
 def test_log_info_records_serve_any_formatter_and_filter() -> None:
     plain = logging.Formatter("%(name)s %(levelname)s %(message)s %(path)s %(status)d %(funcName)s")
     with _lookups_off(), _captured("leerid_gateway.request", plain) as stream:
         log = logging.getLogger("leerid_gateway.request")
-        log_info(log, "one", dict(FIELDS))
+        log_info(log, "one", (), dict(FIELDS))
         log.info("one", extra=dict(FIELDS))
     fast, slow = stream.getvalue().splitlines()
     assert fast == slow == "leerid_gateway.request INFO one /admin/pupils/{sub} 303 (unknown function)"
@@ -167,7 +233,7 @@ def test_log_info_records_serve_any_formatter_and_filter() -> None:
         log = logging.getLogger("leerid_gateway.request")
         log.addFilter(tag)
         try:
-            log_info(log, "two", dict(FIELDS))
+            log_info(log, "two", (), dict(FIELDS))
         finally:
             log.removeFilter(tag)
     assert json.loads(stream.getvalue())["replica"] == "b"
@@ -177,14 +243,14 @@ def test_log_info_honours_levels_disabling_and_the_lookups() -> None:
     with _lookups_off(), _captured("leerid_gateway.request", JsonFormatter()) as stream:
         log = logging.getLogger("leerid_gateway.request")
         log.setLevel(logging.WARNING)
-        log_info(log, "not at warning", {})
+        log_info(log, "not at warning", (), {})
         log.setLevel(logging.INFO)
         log.disabled = True
         try:
-            log_info(log, "disabled", {})
+            log_info(log, "disabled", (), {})
         finally:
             log.disabled = False
-        log_info(log, "no fields", {})
+        log_info(log, "no fields", (), {})
     assert [json.loads(line)["message"] for line in stream.getvalue().splitlines()] == ["no fields"]
 
     seen: list[logging.LogRecord] = []
@@ -194,7 +260,7 @@ def test_log_info_honours_levels_disabling_and_the_lookups() -> None:
         saved = logging.logThreads
         logging.logThreads = True
         try:
-            log_info(log, "with threads", {})
+            log_info(log, "with threads", (), {})
         finally:
             logging.logThreads = saved
             log.removeFilter(seen.append)  # type: ignore[arg-type]

@@ -52,4 +52,4 @@ class AccessLogMiddleware:
             metrics.observe_request(method, route, status, elapsed)
             duration_ms = round(elapsed * 1000, 1)
             fields = {"method": method, "path": route, "status": status, "duration_ms": duration_ms}
-            log_info(log, f"{method} {route} {status}", fields)
+            log_info(log, "%s %s %d", (method, route, status), fields)

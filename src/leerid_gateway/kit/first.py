@@ -12,6 +12,7 @@ reads its form by hand), a Response returned as it is.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
@@ -30,10 +31,16 @@ class FirstRoute:
 
 
 def plain(route: APIRoute) -> FirstRoute:
-    """A route whose endpoint takes the request alone and returns a Response: served by calling it."""
+    """A route whose endpoint is a coroutine that takes the request alone and returns a Response,
+    with no body limit of its own: served by calling it. Its router must be included as it is (no
+    prefix, no dependencies of the inclusion): ``ServedFirst`` serves the route's own path."""
     dependant = route.dependant
     if (
-        dependant.dependencies
+        not inspect.iscoroutinefunction(route.endpoint)
+        or dependant.response_param_name is not None
+        or dependant.background_tasks_param_name is not None
+        or getattr(route, "max_body_size", None) is not None  # the router would enforce it
+        or dependant.dependencies
         or dependant.path_params
         or dependant.query_params
         or dependant.header_params

@@ -183,8 +183,11 @@ def _as_httpx_would(
     overridden = {name.lower() for name, _ in given}
     if len(overridden) < len(given) or not overridden.isdisjoint(_FRAMING):
         return None  # one field twice in two spellings, or one httpx makes itself: httpx decides
+    own = client.headers.raw
+    if any(name.lower() in _FRAMING for name, _ in own):
+        return None  # the client sets a field httpx frames itself: httpx decides
     fields = [(b"Host", url.netloc)]
-    fields.extend(field for field in client.headers.raw if field[0].lower() not in overridden)
+    fields.extend(field for field in own if field[0].lower() not in overridden)
     fields.extend(given)
     body = b""
     if form:
