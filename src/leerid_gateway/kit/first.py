@@ -76,11 +76,9 @@ class ServedFirst:
             first = self._routes.get((scope["method"], scope["path"]))
             if first is not None:
                 scope.setdefault("router", self._app_router)
-                scope["route"], scope["endpoint"], scope["path_params"] = (
-                    first.route,
-                    first.route.endpoint,
-                    {},
-                )
+                scope["route"] = first.route
+                scope["endpoint"] = first.route.endpoint
+                scope["path_params"] = {}
                 response = await first.handler(Request(scope, receive, send))
                 await response(scope, receive, send)
                 return

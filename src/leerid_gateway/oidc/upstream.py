@@ -130,16 +130,15 @@ async def _exchange(
     (status, raw header fields, body); a body past ``MAX_BODY`` is cut short there + a chunk.
     """
     transport = client._transport_for_url(url)
-    if type(transport) is Http1Transport and "handle_async_request" not in vars(transport):
-        encoded = _as_httpx_would(client, method, url, kwargs)
-        if encoded is not None:
-            head, content = encoded
-            answer = await transport.send(url, head, content, client.timeout.as_dict())
-            if not any(name.lower() == b"content-encoding" for name, _ in answer.headers):
-                return answer.status, answer.headers, bytes(answer.body)
-            response = transport.response(answer, httpx.Request(method, url))
-        else:
-            response = await transport.handle_async_request(client.build_request(method, url, **kwargs))
+    ours = type(transport) is Http1Transport and "handle_async_request" not in vars(transport)
+    encoded = _as_httpx_would(client, method, url, kwargs) if ours else None
+    if encoded is not None:
+        assert isinstance(transport, Http1Transport)
+        head, content = encoded
+        answer = await transport.send(url, head, content, client.timeout.as_dict())
+        if not any(name.lower() == b"content-encoding" for name, _ in answer.headers):
+            return answer.status, answer.headers, bytes(answer.body)
+        response = transport.response(answer, httpx.Request(method, url))
     else:
         response = await transport.handle_async_request(client.build_request(method, url, **kwargs))
     try:
@@ -171,8 +170,8 @@ def _as_httpx_would(
     form: dict[str, str] | None = kwargs.get("data")
     if (
         len(kwargs) > ("headers" in kwargs) + ("data" in kwargs)
-        or (method, bool(form)) not in (("GET", False), ("POST", True))
-        or (form is not None and not form)  # an empty form is no body at all to httpx
+        # a GET without a form, or a POST with one (an empty form is no body at all to httpx)
+        or not ((method == "GET" and form is None) or (method == "POST" and form))
         or client.cookies
         or client.params
         or client.auth is not None

@@ -12,9 +12,9 @@ from leerid_gateway.clients.auth import authenticate_client
 from leerid_gateway.db import unit_of_work
 from leerid_gateway.deps import DbSession, GatewayDep
 from leerid_gateway.gateway import Gateway
-from leerid_gateway.kit import first, forms, metrics
+from leerid_gateway.kit import forms, metrics
 from leerid_gateway.kit.errors import OAuthError, ProblemError
-from leerid_gateway.kit.first import FirstRoute
+from leerid_gateway.kit.first import FirstRoute, plain
 from leerid_gateway.sessions import cookies
 from leerid_gateway.sessions import service as sessions
 from leerid_gateway.tokens.revocation import revoke_token
@@ -159,7 +159,7 @@ def served_first() -> list[FirstRoute]:
     """/introspect, every eTeacher service's question, served in front of the application's router
     (kit/first.py): it reads its form and authenticates its client by hand."""
     return [
-        first.plain(route)
+        plain(route)
         for route in router.routes
         if isinstance(route, APIRoute) and route.endpoint is introspect
     ]
