@@ -1,11 +1,12 @@
-"""kit/middleware.py: the request id echoed, and the security headers on every response, each only
+"""kit/edge.py: the request id echoed, and the security headers on every response, each only
 where the application set none of its own (a pure ASGI middleware, called here as a server would)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from leerid_gateway.kit.middleware import API_CSP, RequestContextMiddleware, request_id_var
+from leerid_gateway.kit.edge import API_CSP, EdgeMiddleware
+from leerid_gateway.kit.logging import request_id_var
 
 
 async def _answer(
@@ -32,10 +33,11 @@ async def _answer(
 
     scope = {
         "type": "http",
+        "method": "GET",
         "path": path,
         "headers": [(b"x-request-id", request_id)] if request_id is not None else [],
     }
-    middleware = RequestContextMiddleware(app, hsts=hsts, page_form_targets="https://acm.example")
+    middleware = EdgeMiddleware(app, hsts=hsts, page_form_targets="https://acm.example")
     await middleware(scope, receive, send)
     assert sent[1]["body"] == b"{}"
     fields: dict[bytes, list[bytes]] = {}

@@ -8,7 +8,6 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 
 from leerid_gateway import http_errors, ops
 from leerid_gateway.access.cache import PartnerSchools
@@ -17,11 +16,10 @@ from leerid_gateway.db import create_engine, create_session_factory
 from leerid_gateway.gateway import Gateway
 from leerid_gateway.identity import router as identity_router
 from leerid_gateway.kit import tracing
-from leerid_gateway.kit.access_log import AccessLogMiddleware
 from leerid_gateway.kit.crypto import Hasher, Sealer
+from leerid_gateway.kit.edge import EdgeMiddleware
 from leerid_gateway.kit.errors import UpstreamError
 from leerid_gateway.kit.first import serve_first
-from leerid_gateway.kit.middleware import RequestContextMiddleware
 from leerid_gateway.kit.openapi import customise as customise_openapi
 from leerid_gateway.kit.ratelimit import RateLimiter
 from leerid_gateway.oidc import router as oidc_router
@@ -152,18 +150,10 @@ def create_app(settings: Settings, *, span_exporter: SpanExporter | None = None)
     http_errors.install(app, settings)
     customise_openapi(app)
     app.add_middleware(
-        CORSMiddleware,
-        allow_origins=settings.effective_cors_origins,
-        allow_credentials=True,
-        allow_methods=["GET", "POST"],
-        allow_headers=["Content-Type", "X-Request-ID"],
-        max_age=600,
-    )
-    app.add_middleware(AccessLogMiddleware)  # inside RequestContextMiddleware: it sees the request id
-    app.add_middleware(
-        RequestContextMiddleware,
+        EdgeMiddleware,
         hsts=settings.secure_cookies,
         page_form_targets=settings.provider_issuer,
+        cors_origins=settings.effective_cors_origins,
     )
     if traces is not None:
         traces.instrument_app(app)

@@ -60,7 +60,7 @@ def uvicorn_config(
         proxy_headers=proxy_headers,
         forwarded_allow_ips=forwarded_allow_ips or ",".join(settings.trusted_proxies),
         server_header=False,
-        access_log=False,  # kit/access_log.py writes the request line, without the query string
+        access_log=False,  # kit/edge.py writes the request line, without the query string
         log_config=None,  # kit/logging.py configures logging, in every worker (asgi.py)
         log_level=settings.log_level,
         timeout_graceful_shutdown=settings.shutdown_timeout,

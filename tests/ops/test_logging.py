@@ -17,8 +17,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from leerid_gateway.kit.logging import JsonFormatter, configure_logging, iso_millis, log_info
-from leerid_gateway.kit.middleware import request_id_var
+from leerid_gateway.kit.logging import JsonFormatter, configure_logging, iso_millis, log_info, request_id_var
 from tests.e2e.conftest import World
 
 

@@ -8,6 +8,7 @@ route template, not the URL (a /callback query carries the authorization code).
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import sys
@@ -15,7 +16,8 @@ import time
 from collections.abc import Mapping
 from typing import Any, TextIO
 
-from leerid_gateway.kit.middleware import request_id_var
+# The id of the request being served (kit/edge.py sets it), on every line written meanwhile.
+request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
 # The attributes every LogRecord has; anything else was passed with ``extra=`` and is kept.
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
@@ -78,7 +80,7 @@ _TEMPLATES: dict[str, dict[str, Any]] = {}
 
 def log_info(logger: logging.Logger, message: str, args: tuple[Any, ...], fields: dict[str, Any]) -> None:
     """``logger.info(message, *args, extra=fields)`` for the line written on every request
-    (kit/access_log.py), in about a quarter of the CPU: the same record goes to the same filters and
+    (kit/edge.py), in about a quarter of the CPU: the same record goes to the same filters and
     handlers, but it is made from a per-logger copy of what ``LogRecord`` sets (none of it changes
     from line to line once configure_logging has turned off the caller, thread, process and task
     lookups), and the JsonFormatter takes its fields without looking for them among the record's

@@ -105,7 +105,7 @@ _UPSTREAM_CHILDREN: dict[tuple[str, str], Any] = {}
 
 
 def observe_request(method: str, route: str, status: int, seconds: float) -> None:
-    """One served request (kit/access_log.py): ``method`` and ``route`` from a closed set."""
+    """One served request (kit/edge.py): ``method`` and ``route`` from a closed set."""
     child = _HTTP_CHILDREN.get((method, route, status))
     if child is None:
         child = HTTP_SECONDS.labels(method=method, route=route, status=str(status))

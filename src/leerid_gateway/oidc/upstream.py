@@ -17,7 +17,7 @@ import httpx
 
 from leerid_gateway.kit import metrics
 from leerid_gateway.kit.errors import UpstreamError
-from leerid_gateway.kit.middleware import request_id_var
+from leerid_gateway.kit.logging import request_id_var
 from leerid_gateway.oidc.transport import Http1Transport, ResponseTooLarge, encode_head
 
 MAX_BODY = 512 * 1024  # far above any real discovery/JWKS/token/userinfo answer
