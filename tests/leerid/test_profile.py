@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+import unicodedata
 from typing import Any
 
 import pytest
@@ -9,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from leerid_gateway.kit.errors import UpstreamError
-from leerid_gateway.leerid.profile import LeerIdProfile, normalise
+from leerid_gateway.leerid.profile import _BREAKS_A_LINE, LeerIdProfile, normalise
 from leerid_gateway.settings import DEFAULT_ATTRIBUTE_MAPPING
 
 ACCOUNT = "3f2a1b7c-0000-4000-8000-000000000001"
@@ -257,3 +259,10 @@ def test_control_characters_are_stripped_from_school_names() -> None:
     }
     profile = normalise(claims, DEFAULT_ATTRIBUTE_MAPPING)
     assert profile.school_names == ("Sint-Jozef[31mcollege",)
+
+
+def test_the_line_breaking_class_is_unicodes_cc_zl_and_zp_for_every_code_point() -> None:
+    for point in range(sys.maxunicode + 1):
+        ch = chr(point)
+        breaks = unicodedata.category(ch) in ("Cc", "Zl", "Zp")
+        assert bool(_BREAKS_A_LINE.search(ch)) is breaks, f"U+{point:04X}"

@@ -8,19 +8,20 @@ the meaning of the path, other schemes — is refused outright, never "repaired"
 
 from __future__ import annotations
 
+import functools
 import re
 from urllib.parse import SplitResult, urlsplit
 
 MAX_LENGTH = 2048
 _ENCODED_CONTROL = re.compile(r"%(?:[01][0-9a-fA-F]|7[fF])")
+# Controls, space, DEL, a backslash, or anything beyond ASCII.
+_REFUSED_CHARACTER = re.compile(r"[^\x21-\x7e]|\\")
 
 
 def _parse(url: str) -> SplitResult | None:
     if not url or len(url) > MAX_LENGTH:
         return None
-    if any(ord(ch) < 0x21 or ord(ch) == 0x7F for ch in url) or "\\" in url:
-        return None
-    if not url.isascii():
+    if _REFUSED_CHARACTER.search(url):
         return None
     # Encoded control characters (CR/LF/NUL…) anywhere: nothing legitimate needs them, and they
     # would reach eTeacher's page decoded.
@@ -52,16 +53,22 @@ def is_allowed(url: str, prefixes: list[str]) -> bool:
     candidate = _parse(url)
     if candidate is None:
         return False
-    for prefix in prefixes:
-        allowed = urlsplit(prefix)
+    for scheme, host, port, path in map(_prefix, prefixes):
         if (
-            candidate.scheme == allowed.scheme
-            and candidate.hostname == (allowed.hostname or "").lower()
-            and _port(candidate) == _port(allowed)
-            and _path_within(candidate.path or "/", allowed.path or "/")
+            candidate.scheme == scheme
+            and candidate.hostname == host
+            and _port(candidate) == port
+            and _path_within(candidate.path or "/", path)
         ):
             return True
     return False
+
+
+@functools.lru_cache(maxsize=64)
+def _prefix(prefix: str) -> tuple[str, str, int, str]:
+    """An allowed prefix as it is compared (the settings' prefixes, parsed once)."""
+    allowed = urlsplit(prefix)
+    return allowed.scheme, (allowed.hostname or "").lower(), _port(allowed), allowed.path or "/"
 
 
 def _path_within(path: str, prefix: str) -> bool:
