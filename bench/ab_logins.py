@@ -60,12 +60,28 @@ def main() -> None:
         "--per-block", type=int, default=None, help="logins per block (default: 12, or 4 per browser)"
     )
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
+    parser.add_argument(
+        "--grow",
+        type=int,
+        default=0,
+        help="first run this many browsers at once on each stand, as a busy minute would (its "
+        "database pool then holds that many connections, up to the pool size)",
+    )
     args = parser.parse_args()
-    results: dict[str, Any] = {"machine": machine(), "a": str(args.a), "b": str(args.b), "runs": []}
+    results: dict[str, Any] = {
+        "machine": machine(),
+        "a": str(args.a),
+        "b": str(args.b),
+        "grow": args.grow,
+        "runs": [],
+    }
     with (
         Stand("leerid_bench_a", PYTHONPATH=str(args.a.resolve())) as a,
         Stand("leerid_bench_b", PYTHONPATH=str(args.b.resolve())) as b,
     ):
+        if args.grow:
+            for stand in (a, b):
+                asyncio.run(logins(stand, 10 * args.grow, args.grow))
         for concurrency in args.concurrency:
             per_block = args.per_block or max(12, 4 * concurrency)
             run = _paired({"a": a, "b": b}, args.blocks, per_block, concurrency)

@@ -48,6 +48,18 @@ async def _login(http: httpx.AsyncClient, stand: Stand, pupil: str) -> float:
     return time.perf_counter() - t0
 
 
+def machine_loop_ms() -> float:
+    """The machine's speed now: the fastest of three runs of a fixed pure-Python loop, in ms."""
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        total = 0
+        for i in range(2_000_000):
+            total += i
+        best = min(best, time.perf_counter() - started)
+    return 1000 * best
+
+
 async def logins(stand: Stand, count: int, concurrency: int) -> dict[str, Any]:
     pupils = ["lotte", "noah-temp", "noah"]
     queue = list(range(count))
@@ -80,6 +92,9 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--logins", type=int, default=300)
     parser.add_argument("--profile", action="store_true", help="py-spy the hot paths afterwards")
+    parser.add_argument(
+        "--rest", type=float, default=20, help="seconds idle between the load and the rested logins"
+    )
     parser.add_argument(
         "--only",
         choices=["logins"],
@@ -144,6 +159,14 @@ def main() -> None:
         results["summary"] = _summary(runs, [name for name, _, _ in scenarios])
         results["healthz_mean_rps"] = statistics.mean(r["rps"] for k, r in runs.items() if "healthz" in k)
 
+        # This machine runs slower for a while after minutes of full load (seen: a pure-Python loop
+        # 25 % slower right after 30 s of two busy cores, back within 15 s; docs/performance.md,
+        # session 9). The logins are measured right after the load, then again rested, with the
+        # machine's speed at both points, so that neither figure stands without the other.
+        results["machine_loop_ms_after_load"] = machine_loop_ms()
+        results["logins_sequential_after_load"] = asyncio.run(logins(stand, args.logins, 1))
+        time.sleep(args.rest)
+        results["machine_loop_ms_rested"] = machine_loop_ms()
         results["logins_sequential"] = asyncio.run(logins(stand, args.logins, 1))
         results["logins_concurrent"] = asyncio.run(logins(stand, args.logins, 8))
         results["rss_mib_end"] = rss_mib(stand.gateway_pid)
@@ -208,12 +231,16 @@ def _logins_only(stand: Stand, args: argparse.Namespace, results: dict[str, Any]
     for _ in range(args.rounds):
         bare = wrk(stand.url, "healthz.lua", duration=3, connections=32, pid=stand.gateway_pid)
         bare_ms = 1000 * bare["gateway_cores"] / bare["rps"]
+        loop_ms = machine_loop_ms()
         sequential = asyncio.run(logins(stand, per_round, 1))
         concurrent = asyncio.run(logins(stand, per_round, 8))
-        rounds.append({"bare_cpu_ms": bare_ms, "sequential": sequential, "concurrent": concurrent})
+        rounds.append(
+            {"bare_cpu_ms": bare_ms, "loop_ms": loop_ms, "sequential": sequential, "concurrent": concurrent}
+        )
     results["login_rounds"] = rounds
     results["summary"] = {
-        "bare_cpu_ms_per_request": {"value": statistics.median(r["bare_cpu_ms"] for r in rounds)}
+        "bare_cpu_ms_per_request": {"value": statistics.median(r["bare_cpu_ms"] for r in rounds)},
+        "machine_loop_ms": {"value": statistics.median(r["loop_ms"] for r in rounds)},
     }
     for key in ("sequential", "concurrent"):
         cpu = [r[key]["gateway_cpu_ms_per_login"] for r in rounds]
@@ -239,7 +266,9 @@ def _logins_only(stand: Stand, args: argparse.Namespace, results: dict[str, Any]
     m = results["machine"]
     print(f"{m['date']}  commit {m['commit']} + {m['uncommitted_src_files']} uncommitted files")
     bare_ms = results["summary"]["bare_cpu_ms_per_request"]["value"]
+    loops = ", ".join(f"{r['loop_ms']:.0f}" for r in rounds)
     print(f"bare request (/healthz): {bare_ms:.3f} gateway CPU ms (median of {args.rounds} rounds)")
+    print(f"the machine's speed, a fixed pure-Python loop before each round's logins: {loops} ms")
     for key in ("logins_sequential", "logins_concurrent"):
         r = results[key]
         print(

@@ -57,13 +57,20 @@ def http(results: dict[str, Any]) -> str:
         "| logins | concurrency | logins/s | gateway CPU ms per login | = bare requests | p50 ms | p99 ms |",
         "|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for key in ("logins_sequential", "logins_concurrent"):
+    keys = ["logins_sequential_after_load", "logins_sequential", "logins_concurrent"]
+    for key in [key for key in keys if key in results]:
         r = results[key]
         cpu = r["gateway_cpu_ms_per_login"]
         in_bare = f"{cpu / bare_ms:.0f}" if bare_ms else ""
+        when = "right after the load" if key.endswith("_after_load") else "rested"
         lines.append(
-            f"| {r['logins']} | {r['concurrency']} | {r['per_second']:.1f} | {cpu:.1f} | {in_bare} "
+            f"| {r['logins']} ({when}) | {r['concurrency']} | {r['per_second']:.1f} | {cpu:.1f} | {in_bare} "
             f"| {r['latency_ms_p50']:.0f} | {r['latency_ms_p99']:.0f} |"
+        )
+    if "machine_loop_ms_rested" in results:
+        lines.append(
+            f"\nThe machine's speed (a fixed pure-Python loop): {results['machine_loop_ms_after_load']:.0f} ms "
+            f"right after the load, {results['machine_loop_ms_rested']:.0f} ms rested."
         )
     lines.append(
         f"\nRSS of the worker: {results['rss_mib_start']:.0f} MiB at start, "
