@@ -4,11 +4,7 @@ The request id and the security headers are in tests/test_security_headers.py.""
 
 from __future__ import annotations
 
-import io
 import json
-import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -16,6 +12,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from leerid_gateway.kit.edge import EdgeMiddleware
 from leerid_gateway.kit.logging import JsonFormatter, request_id_var
+from tests.support.logs import captured
 
 ETEACHER = "https://eteacher.example"
 Fields = list[tuple[bytes, bytes]]
@@ -114,25 +111,11 @@ async def test_a_preflight_is_answered_at_the_edge_with_our_headers() -> None:
     assert status == 400 and b"access-control-allow-origin" not in dict(fields) and reached == []
 
 
-@contextmanager
-def _request_lines() -> Iterator[io.StringIO]:
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter())
-    logger = logging.getLogger("leerid_gateway.request")
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        yield stream
-    finally:
-        logger.removeHandler(handler)
-
-
 async def test_an_app_that_raises_is_logged_as_a_500_with_its_request_id_and_the_id_is_reset() -> None:
     async def app(scope: Any, receive: Any, send: Any) -> None:
         raise RuntimeError("boom")
 
-    with _request_lines() as stream, pytest.raises(RuntimeError):
+    with captured("leerid_gateway.request", JsonFormatter()) as stream, pytest.raises(RuntimeError):
         await _call(_edge(app), [(b"x-request-id", b"req-7")])
     (line,) = [json.loads(text) for text in stream.getvalue().splitlines()]
     assert line["status"] == 500 and line["request_id"] == "req-7" and line["path"] == "<unmatched>"
@@ -144,6 +127,6 @@ async def test_an_answer_already_started_is_logged_with_its_own_status() -> None
         await send({"type": "http.response.start", "status": 201, "headers": []})
         raise RuntimeError("after the start")
 
-    with _request_lines() as stream, pytest.raises(RuntimeError):
+    with captured("leerid_gateway.request", JsonFormatter()) as stream, pytest.raises(RuntimeError):
         await _call(_edge(app), [])
     assert json.loads(stream.getvalue())["status"] == 201

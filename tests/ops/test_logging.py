@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from leerid_gateway.kit.logging import JsonFormatter, configure_logging, iso_millis, log_info, request_id_var
 from tests.e2e.conftest import World
+from tests.support.logs import captured
 
 
 async def test_one_line_per_request_with_template_status_duration_and_request_id(world: World) -> None:
@@ -101,24 +102,6 @@ def test_configure_logging_writes_json_with_the_request_id_and_no_traceback_text
 
 
 @contextlib.contextmanager
-def _captured(logger_name: str, formatter: logging.Formatter) -> Iterator[io.StringIO]:
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(formatter)
-    logger = logging.getLogger(logger_name)
-    saved = (logger.level, logger.propagate)
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    try:
-        yield stream
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(saved[0])
-        logger.propagate = saved[1]
-
-
-@contextlib.contextmanager
 def _lookups_off() -> Iterator[None]:
     """What configure_logging sets (the fast path is taken only then)."""
     names = ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing", "logAsyncioTasks")
@@ -138,7 +121,7 @@ FIELDS = {"method": "GET", "path": "/admin/pupils/{sub}", "status": 303, "durati
 def test_log_info_writes_the_line_logger_info_writes() -> None:
     token = request_id_var.set('rid-"9"')
     try:
-        with _lookups_off(), _captured("leerid_gateway.request", JsonFormatter()) as stream:
+        with _lookups_off(), captured("leerid_gateway.request", JsonFormatter()) as stream:
             log = logging.getLogger("leerid_gateway.request")
             log_info(log, "GET /x %d %s", (303, "50%"), dict(FIELDS))
             log.info("GET /x %d %s", 303, "50%", extra=dict(FIELDS))
@@ -159,7 +142,7 @@ def test_log_info_makes_the_record_logger_info_makes() -> None:
         return True
 
     before = time.time()
-    with _lookups_off(), _captured("leerid_gateway.request", JsonFormatter()) as stream:
+    with _lookups_off(), captured("leerid_gateway.request", JsonFormatter()) as stream:
         log = logging.getLogger("leerid_gateway.request")
         log.addFilter(keep)
         try:
@@ -196,7 +179,7 @@ def test_log_info_yields_to_record_factories_renaming_filters_and_reserved_names
         record.duration_s = record.__dict__.pop("duration_ms") / 1000
         return True
 
-    with _lookups_off(), _captured("leerid_gateway.request", JsonFormatter()) as stream:
+    with _lookups_off(), captured("leerid_gateway.request", JsonFormatter()) as stream:
         log = logging.getLogger("leerid_gateway.request")
         logging.setLogRecordFactory(traced)
         try:
@@ -217,7 +200,7 @@ def test_log_info_yields_to_record_factories_renaming_filters_and_reserved_names
 
 def test_log_info_records_serve_any_formatter_and_filter() -> None:
     plain = logging.Formatter("%(name)s %(levelname)s %(message)s %(path)s %(status)d %(funcName)s")
-    with _lookups_off(), _captured("leerid_gateway.request", plain) as stream:
+    with _lookups_off(), captured("leerid_gateway.request", plain) as stream:
         log = logging.getLogger("leerid_gateway.request")
         log_info(log, "one", (), dict(FIELDS))
         log.info("one", extra=dict(FIELDS))
@@ -228,7 +211,7 @@ def test_log_info_records_serve_any_formatter_and_filter() -> None:
         record.replica = "b"  # an operator's filter adds a field: the JSON line must show it
         return True
 
-    with _lookups_off(), _captured("leerid_gateway.request", JsonFormatter()) as stream:
+    with _lookups_off(), captured("leerid_gateway.request", JsonFormatter()) as stream:
         log = logging.getLogger("leerid_gateway.request")
         log.addFilter(tag)
         try:
@@ -239,7 +222,7 @@ def test_log_info_records_serve_any_formatter_and_filter() -> None:
 
 
 def test_log_info_honours_levels_disabling_and_the_lookups() -> None:
-    with _lookups_off(), _captured("leerid_gateway.request", JsonFormatter()) as stream:
+    with _lookups_off(), captured("leerid_gateway.request", JsonFormatter()) as stream:
         log = logging.getLogger("leerid_gateway.request")
         log.setLevel(logging.WARNING)
         log_info(log, "not at warning", (), {})
@@ -253,7 +236,7 @@ def test_log_info_honours_levels_disabling_and_the_lookups() -> None:
     assert [json.loads(line)["message"] for line in stream.getvalue().splitlines()] == ["no fields"]
 
     seen: list[logging.LogRecord] = []
-    with _captured("leerid_gateway.request", JsonFormatter()):
+    with captured("leerid_gateway.request", JsonFormatter()):
         log = logging.getLogger("leerid_gateway.request")
         log.addFilter(seen.append)  # type: ignore[arg-type]
         saved = logging.logThreads
