@@ -23,13 +23,7 @@ from tests.support.logs import captured
 
 
 async def test_one_line_per_request_with_template_status_duration_and_request_id(world: World) -> None:
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter())
-    logger = logging.getLogger("leerid_gateway.request")
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
+    with captured("leerid_gateway.request", JsonFormatter()) as stream:
         callback = httpx.get(
             f"{world.url}/callback",
             params={"code": "SECRET-CODE-123", "state": "SECRET-STATE"},
@@ -37,8 +31,6 @@ async def test_one_line_per_request_with_template_status_duration_and_request_id
         )
         unknown = httpx.get(f"{world.url}/no/such/SECRET-PATH?x=1")
         made_up = httpx.get(f"{world.url}/healthz", headers={"X-Request-ID": "bad id with spaces"})
-    finally:
-        logger.removeHandler(handler)
     assert callback.status_code == 400 and unknown.status_code == 404
     text = stream.getvalue()
     assert "SECRET" not in text  # no query string, cookie or unknown path

@@ -128,7 +128,6 @@ class EdgeMiddleware:
                             vary, vary_at = [], len(headers)
                             headers.append((name, b""))
                         vary.append(value)
-                        present.add(name)
                         continue
                     lowered = name.lower()
                     if lowered == b"x-request-id":
@@ -140,7 +139,6 @@ class EdgeMiddleware:
                 if not has_origin:
                     if vary is None:
                         headers.append((b"vary", b"Origin"))
-                        present.add(b"vary")
                     else:
                         headers[vary_at] = (b"vary", b", ".join([*vary, b"Origin"]))
                 headers.append(echoed)
