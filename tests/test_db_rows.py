@@ -181,3 +181,17 @@ async def test_a_connection_lost_under_rows_is_a_dbapi_error_and_the_pool_recove
     async with unit_of_work(factory) as session:  # a live connection, not the dead one
         await rows(session, text("SELECT 1"), {})
         assert (await rows(session, text("SELECT pg_backend_pid()"), {}))[0][0] != pid
+
+
+async def test_rows_takes_none_one_or_many_parameters(db: AsyncEngine) -> None:
+    """Arguments are picked by name for every count (itemgetter of one name returns no tuple)."""
+    factory = create_session_factory(db)
+    async with unit_of_work(factory) as session:
+        await connection(session)  # the transaction has begun: PostgreSQL takes the driver path
+        assert [tuple(r) for r in await rows(session, text("SELECT 1"), {})] == [(1,)]
+        one = text("SELECT CAST(:a AS TEXT)")
+        assert [tuple(r) for r in await rows(session, one, {"a": "x"})] == [("x",)]
+        three = text("SELECT CAST(:c AS TEXT), CAST(:a AS TEXT), CAST(:b AS TEXT)")
+        assert [tuple(r) for r in await rows(session, three, {"a": "1", "b": "2", "c": "3"})] == [
+            ("3", "1", "2")
+        ]

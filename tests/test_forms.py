@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from leerid_gateway.kit.forms import _pairs
+from leerid_gateway.kit.forms import _pairs, query_values
 
 CASES = [
     "",
@@ -59,3 +59,33 @@ def test_any_ascii_body_parses_as_parse_qsl_does(body: str) -> None:
             _pairs(body, 100)
         return
     assert _pairs(body, 100) == expected
+
+
+QUERIES = [
+    *CASES,
+    "code=abc&state=xyz&iss=https%3A%2F%2Facm.example",
+    "return_to=https://eteacher.example/cursus?les=3",
+    "x=%FF&y=%C3%28",  # undecodable after percent-decoding: replaced, as QueryParams does
+    "x=a+b&x=c",
+    "na+me=1&na%20me=2",
+    "caf\xe9=\xff",  # raw non-ASCII bytes: latin-1
+    "a=1;b=2",  # ';' is no separator (Python 3.10+, as in Starlette)
+]
+
+
+def _starlette(query: bytes) -> dict[str, str]:
+    from starlette.datastructures import QueryParams
+
+    params = QueryParams(query)
+    return {name: params[name] for name in params}
+
+
+@pytest.mark.parametrize("query", QUERIES)
+def test_query_values_as_starlette_reads_them(query: str) -> None:
+    raw = query.encode("latin-1")
+    assert query_values(raw) == _starlette(raw)
+
+
+@given(st.binary(max_size=60) | st.text(alphabet="ab=&%+2F0C3é;", max_size=40).map(lambda s: s.encode()))
+def test_any_query_reads_as_starlette_reads_it(raw: bytes) -> None:
+    assert query_values(raw) == _starlette(raw)

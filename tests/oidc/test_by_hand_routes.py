@@ -9,6 +9,8 @@ import httpx
 import pytest
 from fastapi import FastAPI, Query, Request, Response
 from fastapi.responses import JSONResponse
+from hypothesis import given
+from hypothesis import strategies as st
 
 from leerid_gateway.oidc import router as oidc_router
 from leerid_gateway.oidc.router import _Route, served_by
@@ -84,3 +86,34 @@ def test_login_and_the_query_callback_are_served_by_hand() -> None:
         for method in route.methods
     }
     assert by_hand == {("/login", "GET"), ("/callback", "GET")}
+
+
+LOCATIONS = [
+    "https://eteacher.example/cursus?les=3&deel=2#oefening",
+    "https://acm.example/authorize?client_id=x&state=AbC-_9&nonce=Zz&code_challenge=q_Q",
+    "https://eteacher.example/pad met spatie",
+    "https://eteacher.example/caf\u00e9?x=\u20ac",
+    "https://eteacher.example/a%20b?x=%2F",
+    'https://eteacher.example/"<>\\^`{|}',
+    "",
+]
+
+
+def _as_starlette(url: str) -> list[tuple[bytes, bytes]]:
+    from starlette.responses import RedirectResponse
+
+    response = RedirectResponse(url, status_code=303)
+    response.headers["Cache-Control"] = "no-store"
+    return sorted(response.raw_headers)
+
+
+@pytest.mark.parametrize("url", LOCATIONS)
+def test_see_other_is_starlettes_redirect(url: str) -> None:
+    response = oidc_router.see_other(url)
+    assert (response.status_code, response.body) == (303, b"")
+    assert sorted(response.raw_headers) == _as_starlette(url)
+
+
+@given(st.text(max_size=40))
+def test_any_location_is_quoted_as_starlette_quotes_it(url: str) -> None:
+    assert sorted(oidc_router.see_other(url).raw_headers) == _as_starlette(url)

@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import pytest
 import respx
+from hypothesis import given
+from hypothesis import strategies as st
 
 from leerid_gateway.kit.errors import UpstreamError
 from leerid_gateway.oidc.transport import encode_head
-from leerid_gateway.oidc.upstream import MAX_BODY, _as_httpx_would, new_client, request_json
+from leerid_gateway.oidc.upstream import MAX_BODY, _as_httpx_would, _urlencoded, new_client, request_json
 
 URL = "https://acm.example/op/token"
 
@@ -357,3 +360,8 @@ async def test_a_header_value_that_could_split_the_request_is_refused_on_either_
             _as_httpx_would(client, "GET", httpx.URL(URL), {"headers": {"Authorization": "Bearer a\r\nX: y"}})
     finally:
         await client.aclose()
+
+
+@given(st.dictionaries(st.text(max_size=12), st.text(max_size=24), max_size=5))
+def test_a_form_is_encoded_as_urlencode_encodes_it(form: dict[str, str]) -> None:
+    assert _urlencoded(form) == urlencode(form)

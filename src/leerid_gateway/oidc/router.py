@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -12,6 +14,7 @@ from fastapi.routing import APIRoute
 
 from leerid_gateway.deps import DbSession, GatewayDep, RequestId, client_address, get_gateway, get_request_id
 from leerid_gateway.kit.first import FirstRoute
+from leerid_gateway.kit.forms import query_values
 from leerid_gateway.oidc.return_to import MAX_LENGTH, is_allowed
 from leerid_gateway.oidc.service import bad_return_to
 from leerid_gateway.sessions import cookies
@@ -60,7 +63,7 @@ class _Route(APIRoute):
             raise TypeError(f"{self.path}: a by-hand route takes query parameters only")
 
         async def handle(request: Request) -> Response:
-            query = request.query_params
+            query = query_values(request.scope["query_string"])
             params: dict[str, str] = {}
             for name, required, longest in limits:
                 value = query.get(name)
@@ -93,13 +96,26 @@ def served_first() -> list[FirstRoute]:
 
 router = APIRouter(tags=["login"], route_class=_Route)
 
+# What Starlette's RedirectResponse percent-quotes a location with, and what needs no quoting at all.
+_LOCATION_SAFE = ":/%#?=@[]!$&'()*+,;"
+_NOTHING_TO_QUOTE = re.compile(r"[A-Za-z0-9_.~\-" + re.escape(_LOCATION_SAFE) + "]*")
+
+
+def see_other(url: str) -> Response:
+    """303 See Other (RFC 9110 §15.4.4), not to be stored (``Cache-Control: no-store``: it sets the
+    login's cookies). The header fields of Starlette's ``RedirectResponse(url, 303)`` with that
+    field added, the location quoted the same way, but without ``quote()`` on a URL that has
+    nothing to quote (return_to is checked, ACM's authorization URL is built of base64url values).
+    tests/oidc/test_by_hand_routes.py compares the two."""
+    location = url if _NOTHING_TO_QUOTE.fullmatch(url) else quote(url, safe=_LOCATION_SAFE)
+    return Response(status_code=303, headers={"location": location, "cache-control": "no-store"})
+
 
 async def _login(request: Request, params: dict[str, str]) -> Response:
     gateway = await get_gateway(request)
     start = await gateway.relying_party.start(params["return_to"], client=client_address(request))
-    response = RedirectResponse(start.authorization_url, status_code=303)
+    response = see_other(start.authorization_url)
     cookies.set_login_binding(response, gateway.settings, start.browser_binding)
-    response.headers["Cache-Control"] = "no-store"
     return response
 
 
@@ -127,10 +143,9 @@ async def _finish(
     result = await gateway.relying_party.finish(
         params, binding, request_id=request_id, client=client_address(request)
     )
-    response = RedirectResponse(result.return_to, status_code=303)
+    response = see_other(result.return_to)
     cookies.clear_login_binding(response, gateway.settings)
     cookies.set_session(response, gateway.settings, result.session_cookie)
-    response.headers["Cache-Control"] = "no-store"
     return response
 
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import urllib.request
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote_plus
 
 import httpx
 
@@ -190,12 +191,27 @@ def _as_httpx_would(
     fields.extend(given)
     body = b""
     if form:
-        if not all(isinstance(value, str) for value in form.values()):
+        if not all(isinstance(name, str) and isinstance(value, str) for name, value in form.items()):
             return None
-        body = urlencode(form).encode("utf-8")
+        body = _urlencoded(form).encode("utf-8")
         fields.append((b"Content-Length", str(len(body)).encode("ascii")))
         fields.append((b"Content-Type", _FORM))
     return encode_head(method, url, fields), body
+
+
+_NOTHING_TO_QUOTE = re.compile(r"[A-Za-z0-9_.~-]*")  # what quote_plus leaves as it is
+
+
+def _urlencoded(form: dict[str, str]) -> str:
+    """``urlencode(form)`` (httpx's form encoding), without ``quote_plus`` on names and values that
+    have nothing to quote (the code verifier, often the code). Compared with it in
+    tests/oidc/test_upstream.py."""
+    return "&".join(
+        (name if _NOTHING_TO_QUOTE.fullmatch(name) else quote_plus(name))
+        + "="
+        + (value if _NOTHING_TO_QUOTE.fullmatch(value) else quote_plus(value))
+        for name, value in form.items()
+    )
 
 
 def _retry_after(headers: list[tuple[bytes, bytes]]) -> float | None:
