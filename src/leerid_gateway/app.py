@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from leerid_gateway import http_errors, ops
 from leerid_gateway.access.cache import PartnerSchools
 from leerid_gateway.admin import router as admin_router
-from leerid_gateway.db import create_engine, create_session_factory
+from leerid_gateway.db import create_engine, create_session_factory, release_warm
 from leerid_gateway.gateway import Gateway
 from leerid_gateway.identity import router as identity_router
 from leerid_gateway.kit import tracing
@@ -123,6 +123,7 @@ def create_app(settings: Settings, *, span_exporter: SpanExporter | None = None)
             await gateway.live.stop()
             await gateway.keyring.stop()
             await gateway.http.aclose()
+            release_warm(gateway.engine)  # back to the pool, so that dispose() closes them cleanly
             await gateway.engine.dispose()
             if traces is not None:
                 traces.close()

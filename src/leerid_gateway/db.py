@@ -6,17 +6,20 @@ is made only by the Alembic migrations in ``migrations/``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import logging
 import operator
+import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar, cast
 
 from sqlalchemy import DateTime, Executable, MetaData, TextClause, event, text
-from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.engine import Dialect, Engine, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -26,6 +29,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.pool import Pool, PoolProxiedConnection
 from sqlalchemy.types import NullType, TypeDecorator
 
 NAMING_CONVENTION = {
@@ -248,6 +252,140 @@ def driver_transactions(engine: AsyncEngine) -> bool:
     return engine.dialect.driver == "asyncpg" and not engine.sync_engine.dispatch.before_cursor_execute
 
 
+class _Warm:
+    """Pooled asyncpg connections kept warm for the login's driver paths (``fetchrow_autocommit``,
+    ``driver_unit_of_work``): a connection those paths are done with waits here for their next
+    statement instead of going back to SQLAlchemy's pool, whose checkout and return (a greenlet, the
+    pool's queue, its events, reset-on-return) cost ~8 % of a one-at-a-time login's CPU and ~12 %
+    with 8 browsers, side by side (docs/performance.md, session 10). A login takes three.
+
+    Every connection still comes from the engine's pool (its size, its connect arguments and checkout
+    events), and goes back to it, whole and clean, when any of these holds:
+    - it has waited here ``WARM_IDLE_SECONDS`` (a timer, so that a quiet gateway holds none and the
+      rest of the application never waits for a connection that sits idle here);
+    - ``WARM_MAX`` others already wait here;
+    - it left the pool ``WARM_MAX_AGE_SECONDS`` ago: the pool's next checkout then applies
+      ``pool_recycle`` and any pool-wide invalidation SQLAlchemy has made since;
+    - the pool was replaced (``engine.dispose()``), or one of these paths saw a connection fail
+      (then every connection that left the pool before the failure goes back, as SQLAlchemy would
+      invalidate them).
+    A connection whose statement failed or whose state is not known is never kept (the callers
+    invalidate it). Counted as idle, not in use, in the pool's gauges (kit/metrics.py).
+    """
+
+    __slots__ = ("_failed_at", "_idle", "_pool", "_sweep", "_sweep_loop")
+
+    def __init__(self, pool: Pool) -> None:
+        self._pool = pool  # not the engine: an engine nobody uses any more is not kept alive here
+        self._idle: list[tuple[float, float, PoolProxiedConnection]] = []  # (left the pool, given back, …)
+        self._sweep: asyncio.TimerHandle | None = None
+        self._sweep_loop: asyncio.AbstractEventLoop | None = None
+        self._failed_at = -1.0
+
+    def __len__(self) -> int:
+        return len(self._idle)
+
+    async def lease(self, engine: AsyncEngine) -> tuple[float, PoolProxiedConnection]:
+        """A connection and when it left the pool: the most recently kept one that is still good,
+        else one from the pool."""
+        idle = self._idle
+        if engine.sync_engine.pool is not self._pool:
+            self.release(engine.sync_engine.pool)
+        now = time.monotonic()
+        while idle:
+            since, _, pooled = idle.pop()
+            if now - since < WARM_MAX_AGE_SECONDS and not _closed(pooled):
+                return since, pooled
+            pooled.close()
+        pooled = await engine.raw_connection()
+        return time.monotonic(), pooled
+
+    def give_back(self, engine: AsyncEngine, since: float, pooled: PoolProxiedConnection) -> None:
+        """Keep a clean connection for the next statement, or return it to the pool."""
+        now = time.monotonic()
+        if (
+            len(self._idle) >= WARM_MAX
+            or since <= self._failed_at
+            or now - since >= WARM_MAX_AGE_SECONDS
+            or engine.sync_engine.pool is not self._pool
+            or _closed(pooled)
+        ):
+            pooled.close()
+            return
+        self._idle.append((since, now, pooled))
+        loop = asyncio.get_running_loop()
+        if self._sweep is None or self._sweep_loop is not loop:  # none yet, or one on a loop now gone
+            self._sweep, self._sweep_loop = loop.call_later(WARM_IDLE_SECONDS, self._swept), loop
+
+    def failed(self) -> None:
+        """A connection failed: none that left the pool before now is kept, none waiting is used."""
+        self._failed_at = time.monotonic()
+        self.release(self._pool)
+
+    def release(self, pool: Pool) -> None:
+        """Every waiting connection back to its pool; from now on, connections of ``pool``."""
+        idle, self._idle = self._idle, []
+        for _, _, pooled in idle:
+            pooled.close()
+        self._pool = pool
+
+    def drop(self) -> None:
+        """The pool was disposed of already: the waiting connections are closed, not returned."""
+        idle, self._idle = self._idle, []
+        for _, _, pooled in idle:
+            pooled.invalidate()
+
+    def _swept(self) -> None:
+        self._sweep = self._sweep_loop = None
+        cutoff = time.monotonic() - WARM_IDLE_SECONDS
+        waited = [entry for entry in self._idle if entry[1] <= cutoff]
+        if waited:
+            self._idle = [entry for entry in self._idle if entry[1] > cutoff]
+            for _, _, pooled in waited:
+                pooled.close()
+        if self._idle:
+            loop = asyncio.get_running_loop()
+            later = self._idle[0][1] + WARM_IDLE_SECONDS - time.monotonic()
+            self._sweep, self._sweep_loop = loop.call_later(max(later, 0.01), self._swept), loop
+
+
+def _closed(pooled: PoolProxiedConnection) -> bool:
+    """Closed by the server or by us (asyncpg sees a server's close when it happens: db.py's checkout
+    event says how)."""
+    driver = pooled.driver_connection
+    return driver is None or bool(driver.is_closed())
+
+
+WARM_MAX = 4  # connections waiting at once, at most
+WARM_IDLE_SECONDS = 1.0
+WARM_MAX_AGE_SECONDS = 30.0
+_WARM: weakref.WeakKeyDictionary[Engine, _Warm] = weakref.WeakKeyDictionary()
+
+
+def _warm(engine: AsyncEngine) -> _Warm:
+    sync_engine = engine.sync_engine
+    warm = _WARM.get(sync_engine)
+    if warm is None:
+        warm = _WARM[sync_engine] = _Warm(sync_engine.pool)
+        # Whoever disposes of the engine without release_warm() first: nothing stays checked out.
+        event.listen(sync_engine, "engine_disposed", lambda _engine: warm.drop())
+    return warm
+
+
+def release_warm(engine: AsyncEngine) -> None:
+    """Return the connections kept warm to the engine's pool: call before ``engine.dispose()``."""
+    warm = _WARM.get(engine.sync_engine)
+    if warm is not None:
+        warm.release(engine.sync_engine.pool)
+
+
+def warm_idle(engine: Engine) -> int:
+    """How many of the pool's connections wait in ``_Warm``: checked out, as the pool counts them,
+    but idle."""
+    warm = _WARM.get(engine)
+    return 0 if warm is None else len(warm)
+
+
 @asynccontextmanager
 async def driver_unit_of_work(engine: AsyncEngine) -> AsyncIterator[DriverTransaction]:
     """One transaction straight on a pooled asyncpg connection: commit when the block ends
@@ -265,7 +403,8 @@ async def driver_unit_of_work(engine: AsyncEngine) -> AsyncIterator[DriverTransa
     any client): the transaction is then committed whole or not at all, and its connection is
     discarded.
     """
-    pooled = await engine.raw_connection()
+    warm = _warm(engine)
+    since, pooled = await warm.lease(engine)
     driver: Any = pooled.driver_connection
     clean = False
     try:
@@ -294,12 +433,16 @@ async def driver_unit_of_work(engine: AsyncEngine) -> AsyncIterator[DriverTransa
                 isinstance(exc, DBAPIError)
                 and (exc.connection_invalidated or (exc.orig is not None and _is_disconnect(exc.orig)))
             ):
+                warm.failed()
                 engine.sync_engine.pool._invalidate(pooled, exc)
             else:
                 pooled.invalidate()
         raise
     finally:
-        pooled.close()
+        if clean:
+            warm.give_back(engine, since, pooled)
+        else:
+            pooled.close()  # invalidated above: the pool makes a new one
 
 
 def _is_server_error(exc: BaseException | None) -> bool:
@@ -482,19 +625,21 @@ async def fetchrow_autocommit(
     if compiled is None:
         compiled = _DRIVER_SQL[id(statement)] = _driver_sql(engine, statement)
     _, sql, names = compiled
-    pooled = await engine.raw_connection()
+    warm = _warm(engine)
+    since, pooled = await warm.lease(engine)
     try:
         row = await pooled.driver_connection.fetchrow(sql, *[params[name] for name in names])  # type: ignore[union-attr]
     except BaseException as exc:
         if _is_disconnect(exc):
             # SQLAlchemy's own pool-wide invalidation (what Connection does on a disconnect); it
             # invalidates this connection too.
+            warm.failed()
             sync_engine.pool._invalidate(pooled, exc)
         else:
             pooled.invalidate()
-        raise
-    finally:
         pooled.close()
+        raise
+    warm.give_back(engine, since, pooled)
     return None if row is None else tuple(row)
 
 

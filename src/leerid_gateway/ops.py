@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import QueuePool, text
 from starlette.exceptions import HTTPException
 
+from leerid_gateway.db import warm_idle
 from leerid_gateway.deps import GatewayDep
 from leerid_gateway.kit import metrics as metric_registry
 from leerid_gateway.kit.errors import UpstreamError
@@ -33,7 +34,8 @@ async def readyz(gateway: GatewayDep) -> JSONResponse:
         return JSONResponse({"status": "draining", "checks": {}, "info": {}}, status_code=503)
     checks: dict[str, str] = {}
     pool = gateway.engine.pool
-    if isinstance(pool, QueuePool) and pool.checkedout() >= pool.size() and gateway.live.listening:
+    at_work = pool.checkedout() - warm_idle(gateway.engine.sync_engine) if isinstance(pool, QueuePool) else 0
+    if isinstance(pool, QueuePool) and at_work >= pool.size() and gateway.live.listening:
         # Every pooled connection is at work (the pool makes no extra ones, db.py): waiting for one
         # would measure the queue, not the database, and take a busy replica out of rotation. The
         # listener's own connection, outside the pool and probed every 5 s (tokens/live.py), answers.
@@ -75,5 +77,5 @@ async def metrics(request: Request, gateway: GatewayDep) -> Response:
         if not hmac.compare_digest(given, expected):
             # RFC 6750 §3: say how to authenticate (the shared error handler would drop the header).
             return Response(status_code=401, headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
-    body = metric_registry.render(gateway.engine.pool)
+    body = metric_registry.render(gateway.engine.pool, warm_idle(gateway.engine.sync_engine))
     return Response(body, media_type=CONTENT_TYPE_LATEST, headers={"Cache-Control": "no-store"})

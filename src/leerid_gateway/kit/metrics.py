@@ -148,17 +148,20 @@ def timed_upstream(func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]
     return timed
 
 
-def observe_pool(pool: Any) -> None:
-    """Copy the SQLAlchemy pool's counters into the gauges (QueuePool; other pools report nothing)."""
+def observe_pool(pool: Any, warm: int = 0) -> None:
+    """Copy the SQLAlchemy pool's counters into the gauges (QueuePool; other pools report nothing).
+    ``warm`` connections are checked out of the pool but idle, kept for the login's next statement
+    (db.py ``_Warm``): counted as idle, not in use."""
+    moved = {"in_use": -warm, "idle": warm, "overflow": 0}
     for state, method in (("in_use", "checkedout"), ("idle", "checkedin"), ("overflow", "overflow")):
         reader = getattr(pool, method, None)
         if callable(reader):
-            DB_POOL.labels(state=state).set(max(int(reader()), 0))
+            DB_POOL.labels(state=state).set(max(int(reader()) + moved[state], 0))
     size = getattr(pool, "size", None)
     if callable(size):
         DB_POOL_SIZE.set(int(size()))
 
 
-def render(pool: Any) -> bytes:
-    observe_pool(pool)
+def render(pool: Any, warm: int = 0) -> bytes:
+    observe_pool(pool, warm)
     return generate_latest(REGISTRY)
