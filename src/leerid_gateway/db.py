@@ -394,8 +394,9 @@ async def driver_unit_of_work(engine: AsyncEngine) -> AsyncIterator[DriverTransa
     begin and commit, the connection it checks out, the first statement through SQLAlchemy;
     docs/performance.md, session 5), a tenth of a login.
 
-    The connection comes from, and goes back to, the engine's pool (checkout events and all), as
-    ``fetchrow_autocommit``'s does. If the transaction could not be ended cleanly (the rollback or
+    The connection comes from the engine's pool (checkout events and all), as
+    ``fetchrow_autocommit``'s does, and is kept warm for the next statement (``_Warm``) once the
+    transaction ended cleanly. If the transaction could not be ended cleanly (the rollback or
     the commit failed, or the task was cancelled while a statement ran), the connection's state is
     not known and it is discarded; a connection that failed takes every older pooled connection with
     it, as SQLAlchemy does on a disconnect. READ COMMITTED, the server's default, as a Session's.
@@ -604,8 +605,8 @@ async def fetchrow_autocommit(
     autocommit characteristic, the execution context, the result: 315 against 147 µs,
     bench/driver_bench.py). The SQL is the one SQLAlchemy renders for asyncpg, compiled once, for
     ``text()`` statements with untyped, non-expanding parameters only (no type processing is
-    skipped: there is none). The connection comes from, and goes back to, the same pool, checkout
-    events and all; a single statement is atomic by itself.
+    skipped: there is none). The connection comes from the same pool, checkout events and all,
+    and is kept warm for the next statement (``_Warm``); a single statement is atomic by itself.
 
     - When something listens to the engine's statements (``before_cursor_execute``: the
       OpenTelemetry instrumentation when tracing is on), the statement goes through SQLAlchemy so
