@@ -170,7 +170,7 @@ async def test_dispose_leaves_nothing_checked_out_with_or_without_release(pg_url
     for released in (True, False):
         engine = create_engine(pg_url, pool_size=2)
         await _pid(engine)
-        driver = db._WARM[engine.sync_engine]._idle[0][2].driver_connection
+        driver = db._WARM[engine.sync_engine]._idle[0].pooled.driver_connection
         if released:
             release_warm(engine)
             assert (warm_idle(engine.sync_engine), _pool(engine).checkedin()) == (0, 1)
@@ -181,3 +181,43 @@ async def test_dispose_leaves_nothing_checked_out_with_or_without_release(pg_url
         assert warm_idle(engine.sync_engine) == 1
         release_warm(engine)
         await engine.dispose()
+
+
+async def test_the_pools_last_connection_is_never_kept_from_the_others(pg_url: str) -> None:
+    """A Session (or /readyz's probe) must never wait for a connection that sits warm: one that would
+    leave the pool with none to give, idle or yet to be made, goes back at once."""
+    engine = create_engine(pg_url, pool_size=2)
+    try:
+        async with engine.connect() as busy:
+            await busy.execute(text("SELECT 1"))  # one of the two at work
+            await _pid(engine)  # the other: the pool's last
+            assert warm_idle(engine.sync_engine) == 0
+            async with asyncio.timeout(1), engine.connect() as other:  # at once, not after a sweep
+                await other.execute(text("SELECT 1"))
+        await _pid(engine)  # with one to spare, it is kept
+        assert warm_idle(engine.sync_engine) == 1
+    finally:
+        release_warm(engine)
+        await engine.dispose()
+
+
+async def test_a_connection_of_a_disposed_pool_is_not_kept(engine: AsyncEngine) -> None:
+    """In use while the engine is disposed of (and another statement then leased from the new pool):
+    given back, it goes to its own pool, never into the new pool's warm ones."""
+    started, finish = asyncio.Event(), asyncio.Event()
+
+    async def in_flight() -> int:
+        async with driver_unit_of_work(engine) as transaction:
+            pid = int((await rows(transaction, _PID, {}))[0][0])
+            started.set()
+            await finish.wait()
+            return pid
+
+    task = asyncio.create_task(in_flight())
+    await started.wait()
+    await engine.dispose()
+    fresh = await _pid(engine)  # the new pool's, kept warm
+    finish.set()
+    old = await task
+    assert warm_idle(engine.sync_engine) == 1
+    assert await _pid(engine) == fresh != old

@@ -16,7 +16,7 @@ import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar, NamedTuple, cast
 
 from sqlalchemy import DateTime, Executable, MetaData, TextClause, event, text
 from sqlalchemy.engine import Dialect, Engine, make_url
@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import DeclarativeBase
-from sqlalchemy.pool import Pool, PoolProxiedConnection
+from sqlalchemy.pool import Pool, PoolProxiedConnection, QueuePool
 from sqlalchemy.types import NullType, TypeDecorator
 
 NAMING_CONVENTION = {
@@ -256,28 +256,33 @@ class _Warm:
     """Pooled asyncpg connections kept warm for the login's driver paths (``fetchrow_autocommit``,
     ``driver_unit_of_work``): a connection those paths are done with waits here for their next
     statement instead of going back to SQLAlchemy's pool, whose checkout and return (a greenlet, the
-    pool's queue, its events, reset-on-return) cost ~8 % of a one-at-a-time login's CPU and ~12 %
-    with 8 browsers, side by side (docs/performance.md, session 10). A login takes three.
+    pool's queue, its events, reset-on-return) cost ~10 % of a login's CPU, side by side
+    (docs/performance.md, session 10). A login takes three.
 
     Every connection still comes from the engine's pool (its size, its connect arguments and checkout
     events), and goes back to it, whole and clean, when any of these holds:
-    - it has waited here ``WARM_IDLE_SECONDS`` (a timer, so that a quiet gateway holds none and the
-      rest of the application never waits for a connection that sits idle here);
+    - keeping it would leave the pool with no connection to give, idle or yet to be made: whoever
+      else needs one (a Session, /readyz's probe, the purge) never waits for one that waits here;
+    - it has waited here ``WARM_IDLE_SECONDS`` (a timer: a quiet gateway holds none);
     - ``WARM_MAX`` others already wait here;
     - it left the pool ``WARM_MAX_AGE_SECONDS`` ago: the pool's next checkout then applies
-      ``pool_recycle`` and any pool-wide invalidation SQLAlchemy has made since;
-    - the pool was replaced (``engine.dispose()``), or one of these paths saw a connection fail
-      (then every connection that left the pool before the failure goes back, as SQLAlchemy would
-      invalidate them).
+      ``pool_recycle`` and any pool-wide invalidation SQLAlchemy has made since (so such an
+      invalidation, made on a Session's path, reaches a warm connection within that time);
+    - its pool is no longer the engine's (``engine.dispose()``), or one of these paths saw a
+      connection fail (then every connection that left the pool before the failure goes back, as
+      SQLAlchemy would invalidate them).
     A connection whose statement failed or whose state is not known is never kept (the callers
-    invalidate it). Counted as idle, not in use, in the pool's gauges (kit/metrics.py).
+    invalidate it). Counted as idle, not in use, in the pool's gauges (kit/metrics.py), and as
+    checked out, which it is, where /readyz decides whether a probe would have to wait (ops.py).
+
+    Nothing here refers to the engine: the entries refer to their pool only while they wait, so an
+    engine nobody uses any more is not kept alive by ``_WARM``.
     """
 
-    __slots__ = ("_failed_at", "_idle", "_pool", "_sweep", "_sweep_loop")
+    __slots__ = ("_failed_at", "_idle", "_sweep", "_sweep_loop")
 
-    def __init__(self, pool: Pool) -> None:
-        self._pool = pool  # not the engine: an engine nobody uses any more is not kept alive here
-        self._idle: list[tuple[float, float, PoolProxiedConnection]] = []  # (left the pool, given back, …)
+    def __init__(self) -> None:
+        self._idle: list[_Kept] = []  # oldest first; the last one is reused first
         self._sweep: asyncio.TimerHandle | None = None
         self._sweep_loop: asyncio.AbstractEventLoop | None = None
         self._failed_at = -1.0
@@ -285,34 +290,35 @@ class _Warm:
     def __len__(self) -> int:
         return len(self._idle)
 
-    async def lease(self, engine: AsyncEngine) -> tuple[float, PoolProxiedConnection]:
-        """A connection and when it left the pool: the most recently kept one that is still good,
-        else one from the pool."""
+    async def lease(self, engine: AsyncEngine) -> _Leased:
+        """The most recently kept connection that is still good, else one from the pool."""
         idle = self._idle
-        if engine.sync_engine.pool is not self._pool:
-            self.release(engine.sync_engine.pool)
-        now = time.monotonic()
-        while idle:
-            since, _, pooled = idle.pop()
-            if now - since < WARM_MAX_AGE_SECONDS and not _closed(pooled):
-                return since, pooled
-            pooled.close()
+        if idle:
+            pool, now = engine.sync_engine.pool, time.monotonic()
+            while idle:
+                kept = idle.pop()
+                if kept.pool is pool and now - kept.since < WARM_MAX_AGE_SECONDS and not _closed(kept.pooled):
+                    return kept.leased
+                kept.pooled.close()
+        pool = engine.sync_engine.pool  # the pool it comes from, even if dispose() runs meanwhile
         pooled = await engine.raw_connection()
-        return time.monotonic(), pooled
+        return _Leased(time.monotonic(), pool, pooled)
 
-    def give_back(self, engine: AsyncEngine, since: float, pooled: PoolProxiedConnection) -> None:
+    def give_back(self, engine: AsyncEngine, leased: _Leased) -> None:
         """Keep a clean connection for the next statement, or return it to the pool."""
-        now = time.monotonic()
+        pool, pooled, now = leased.pool, leased.pooled, time.monotonic()
         if (
-            len(self._idle) >= WARM_MAX
-            or since <= self._failed_at
-            or now - since >= WARM_MAX_AGE_SECONDS
-            or engine.sync_engine.pool is not self._pool
+            pool is not engine.sync_engine.pool
+            or not isinstance(pool, QueuePool)
+            or not (pool.checkedin() > 0 or pool.checkedout() < pool.size())  # none left for others
+            or len(self._idle) >= WARM_MAX
+            or leased.since <= self._failed_at
+            or now - leased.since >= WARM_MAX_AGE_SECONDS
             or _closed(pooled)
         ):
             pooled.close()
             return
-        self._idle.append((since, now, pooled))
+        self._idle.append(_Kept(leased, now))
         loop = asyncio.get_running_loop()
         if self._sweep is None or self._sweep_loop is not loop:  # none yet, or one on a loop now gone
             self._sweep, self._sweep_loop = loop.call_later(WARM_IDLE_SECONDS, self._swept), loop
@@ -320,33 +326,55 @@ class _Warm:
     def failed(self) -> None:
         """A connection failed: none that left the pool before now is kept, none waiting is used."""
         self._failed_at = time.monotonic()
-        self.release(self._pool)
+        self.release()
 
-    def release(self, pool: Pool) -> None:
-        """Every waiting connection back to its pool; from now on, connections of ``pool``."""
+    def release(self) -> None:
+        """Every waiting connection back to its pool."""
         idle, self._idle = self._idle, []
-        for _, _, pooled in idle:
-            pooled.close()
-        self._pool = pool
+        for kept in idle:
+            kept.pooled.close()
 
     def drop(self) -> None:
         """The pool was disposed of already: the waiting connections are closed, not returned."""
         idle, self._idle = self._idle, []
-        for _, _, pooled in idle:
-            pooled.invalidate()
+        for kept in idle:
+            kept.pooled.invalidate()
 
     def _swept(self) -> None:
         self._sweep = self._sweep_loop = None
         cutoff = time.monotonic() - WARM_IDLE_SECONDS
-        waited = [entry for entry in self._idle if entry[1] <= cutoff]
+        waited = [kept for kept in self._idle if kept.at <= cutoff]
         if waited:
-            self._idle = [entry for entry in self._idle if entry[1] > cutoff]
-            for _, _, pooled in waited:
-                pooled.close()
+            self._idle = [kept for kept in self._idle if kept.at > cutoff]
+            for kept in waited:
+                kept.pooled.close()
         if self._idle:
             loop = asyncio.get_running_loop()
-            later = self._idle[0][1] + WARM_IDLE_SECONDS - time.monotonic()
+            later = self._idle[0].at + WARM_IDLE_SECONDS - time.monotonic()
             self._sweep, self._sweep_loop = loop.call_later(max(later, 0.01), self._swept), loop
+
+
+class _Leased(NamedTuple):
+    since: float  # when it left the pool (time.monotonic())
+    pool: Pool  # the pool it left
+    pooled: PoolProxiedConnection
+
+
+class _Kept(NamedTuple):
+    leased: _Leased
+    at: float  # when it was given back
+
+    @property
+    def since(self) -> float:
+        return self.leased.since
+
+    @property
+    def pool(self) -> Pool:
+        return self.leased.pool
+
+    @property
+    def pooled(self) -> PoolProxiedConnection:
+        return self.leased.pooled
 
 
 def _closed(pooled: PoolProxiedConnection) -> bool:
@@ -366,7 +394,7 @@ def _warm(engine: AsyncEngine) -> _Warm:
     sync_engine = engine.sync_engine
     warm = _WARM.get(sync_engine)
     if warm is None:
-        warm = _WARM[sync_engine] = _Warm(sync_engine.pool)
+        warm = _WARM[sync_engine] = _Warm()
         # Whoever disposes of the engine without release_warm() first: nothing stays checked out.
         event.listen(sync_engine, "engine_disposed", lambda _engine: warm.drop())
     return warm
@@ -376,7 +404,7 @@ def release_warm(engine: AsyncEngine) -> None:
     """Return the connections kept warm to the engine's pool: call before ``engine.dispose()``."""
     warm = _WARM.get(engine.sync_engine)
     if warm is not None:
-        warm.release(engine.sync_engine.pool)
+        warm.release()
 
 
 def warm_idle(engine: Engine) -> int:
@@ -405,7 +433,8 @@ async def driver_unit_of_work(engine: AsyncEngine) -> AsyncIterator[DriverTransa
     discarded.
     """
     warm = _warm(engine)
-    since, pooled = await warm.lease(engine)
+    leased = await warm.lease(engine)
+    pooled = leased.pooled
     driver: Any = pooled.driver_connection
     clean = False
     try:
@@ -441,7 +470,7 @@ async def driver_unit_of_work(engine: AsyncEngine) -> AsyncIterator[DriverTransa
         raise
     finally:
         if clean:
-            warm.give_back(engine, since, pooled)
+            warm.give_back(engine, leased)
         else:
             pooled.close()  # invalidated above: the pool makes a new one
 
@@ -627,7 +656,8 @@ async def fetchrow_autocommit(
         compiled = _DRIVER_SQL[id(statement)] = _driver_sql(engine, statement)
     _, sql, names = compiled
     warm = _warm(engine)
-    since, pooled = await warm.lease(engine)
+    leased = await warm.lease(engine)
+    pooled = leased.pooled
     try:
         row = await pooled.driver_connection.fetchrow(sql, *[params[name] for name in names])  # type: ignore[union-attr]
     except BaseException as exc:
@@ -640,7 +670,7 @@ async def fetchrow_autocommit(
             pooled.invalidate()
         pooled.close()
         raise
-    warm.give_back(engine, since, pooled)
+    warm.give_back(engine, leased)
     return None if row is None else tuple(row)
 
 

@@ -34,11 +34,12 @@ async def readyz(gateway: GatewayDep) -> JSONResponse:
         return JSONResponse({"status": "draining", "checks": {}, "info": {}}, status_code=503)
     checks: dict[str, str] = {}
     pool = gateway.engine.pool
-    at_work = pool.checkedout() - warm_idle(gateway.engine.sync_engine) if isinstance(pool, QueuePool) else 0
-    if isinstance(pool, QueuePool) and at_work >= pool.size() and gateway.live.listening:
-        # Every pooled connection is at work (the pool makes no extra ones, db.py): waiting for one
-        # would measure the queue, not the database, and take a busy replica out of rotation. The
-        # listener's own connection, outside the pool and probed every 5 s (tokens/live.py), answers.
+    if isinstance(pool, QueuePool) and pool.checkedout() >= pool.size() and gateway.live.listening:
+        # Every pooled connection is checked out (the pool makes no extra ones, db.py; the few the
+        # login keeps warm for its next statement are out too, db._Warm, and no probe gets them):
+        # waiting for one would measure the queue, not the database, and take a busy replica out
+        # of rotation. The listener's own connection, outside the pool and probed every 5 s
+        # (tokens/live.py), answers.
         checks["database"] = "ok"
     else:
         try:

@@ -7,7 +7,10 @@ import asyncio
 import json
 import secrets
 
+from sqlalchemy import text
+
 from leerid_gateway.app import build_gateway
+from leerid_gateway.db import fetchrow_autocommit, release_warm, warm_idle
 from leerid_gateway.ops import readyz
 from leerid_gateway.settings import Settings
 
@@ -41,6 +44,28 @@ async def test_a_saturated_pool_is_busy_not_unreachable(pg_url: str) -> None:
     finally:
         for connection in held:
             connection.close()
+        await gateway.live.stop()
+        await gateway.http.aclose()
+        await gateway.engine.dispose()
+
+
+async def test_a_pool_whose_last_connections_are_warm_is_busy_too(pg_url: str) -> None:
+    """The connections the login keeps warm for its next statement (db._Warm) are checked out too: a
+    probe could not have them either, so they count as at work here (not as idle, as in the gauges)."""
+    gateway = build_gateway(_settings(pg_url))
+    try:
+        await fetchrow_autocommit(gateway.engine, text("SELECT 1"), {})
+        assert warm_idle(gateway.engine.sync_engine) == 1
+        held = await gateway.engine.raw_connection()  # the pool's other one
+        await gateway.live.start()
+        async with asyncio.timeout(10):
+            while not gateway.live.listening:
+                await asyncio.sleep(0.05)
+        answer = await asyncio.wait_for(readyz(gateway), 1.5)  # no 2-second wait for the pool
+        assert json.loads(bytes(answer.body))["checks"]["database"] == "ok"
+        held.close()
+    finally:
+        release_warm(gateway.engine)
         await gateway.live.stop()
         await gateway.http.aclose()
         await gateway.engine.dispose()
