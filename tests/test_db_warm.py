@@ -170,7 +170,7 @@ async def test_dispose_leaves_nothing_checked_out_with_or_without_release(pg_url
     for released in (True, False):
         engine = create_engine(pg_url, pool_size=2)
         await _pid(engine)
-        driver = db._WARM[engine.sync_engine]._idle[0].pooled.driver_connection
+        driver = db._WARM[engine.sync_engine]._idle[0][1].pooled.driver_connection
         if released:
             release_warm(engine)
             assert (warm_idle(engine.sync_engine), _pool(engine).checkedin()) == (0, 1)

@@ -282,7 +282,9 @@ class _Warm:
     __slots__ = ("_failed_at", "_idle", "_sweep", "_sweep_loop")
 
     def __init__(self) -> None:
-        self._idle: list[_Kept] = []  # oldest first; the last one is reused first
+        self._idle: list[
+            tuple[float, _Leased]
+        ] = []  # (given back at, …), oldest first; the last is reused first
         self._sweep: asyncio.TimerHandle | None = None
         self._sweep_loop: asyncio.AbstractEventLoop | None = None
         self._failed_at = -1.0
@@ -296,9 +298,9 @@ class _Warm:
         if idle:
             pool, now = engine.sync_engine.pool, time.monotonic()
             while idle:
-                kept = idle.pop()
+                _, kept = idle.pop()
                 if kept.pool is pool and now - kept.since < WARM_MAX_AGE_SECONDS and not _closed(kept.pooled):
-                    return kept.leased
+                    return kept
                 kept.pooled.close()
         pool = engine.sync_engine.pool  # the pool it comes from, even if dispose() runs meanwhile
         pooled = await engine.raw_connection()
@@ -318,7 +320,7 @@ class _Warm:
         ):
             pooled.close()
             return
-        self._idle.append(_Kept(leased, now))
+        self._idle.append((now, leased))
         loop = asyncio.get_running_loop()
         if self._sweep is None or self._sweep_loop is not loop:  # none yet, or one on a loop now gone
             self._sweep, self._sweep_loop = loop.call_later(WARM_IDLE_SECONDS, self._swept), loop
@@ -331,26 +333,26 @@ class _Warm:
     def release(self) -> None:
         """Every waiting connection back to its pool."""
         idle, self._idle = self._idle, []
-        for kept in idle:
+        for _, kept in idle:
             kept.pooled.close()
 
     def drop(self) -> None:
         """The pool was disposed of already: the waiting connections are closed, not returned."""
         idle, self._idle = self._idle, []
-        for kept in idle:
+        for _, kept in idle:
             kept.pooled.invalidate()
 
     def _swept(self) -> None:
         self._sweep = self._sweep_loop = None
         cutoff = time.monotonic() - WARM_IDLE_SECONDS
-        waited = [kept for kept in self._idle if kept.at <= cutoff]
+        waited = [entry for entry in self._idle if entry[0] <= cutoff]
         if waited:
-            self._idle = [kept for kept in self._idle if kept.at > cutoff]
-            for kept in waited:
+            self._idle = [entry for entry in self._idle if entry[0] > cutoff]
+            for _, kept in waited:
                 kept.pooled.close()
         if self._idle:
             loop = asyncio.get_running_loop()
-            later = self._idle[0].at + WARM_IDLE_SECONDS - time.monotonic()
+            later = self._idle[0][0] + WARM_IDLE_SECONDS - time.monotonic()
             self._sweep, self._sweep_loop = loop.call_later(max(later, 0.01), self._swept), loop
 
 
@@ -358,23 +360,6 @@ class _Leased(NamedTuple):
     since: float  # when it left the pool (time.monotonic())
     pool: Pool  # the pool it left
     pooled: PoolProxiedConnection
-
-
-class _Kept(NamedTuple):
-    leased: _Leased
-    at: float  # when it was given back
-
-    @property
-    def since(self) -> float:
-        return self.leased.since
-
-    @property
-    def pool(self) -> Pool:
-        return self.leased.pool
-
-    @property
-    def pooled(self) -> PoolProxiedConnection:
-        return self.leased.pooled
 
 
 def _closed(pooled: PoolProxiedConnection) -> bool:
