@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote_plus, urlencode
 
 import httpx
 import pytest
@@ -15,7 +15,14 @@ from hypothesis import strategies as st
 
 from leerid_gateway.kit.errors import UpstreamError
 from leerid_gateway.oidc.transport import encode_head
-from leerid_gateway.oidc.upstream import MAX_BODY, _as_httpx_would, _urlencoded, new_client, request_json
+from leerid_gateway.oidc.upstream import (
+    MAX_BODY,
+    _as_httpx_would,
+    _quote_plus,
+    _urlencoded,
+    new_client,
+    request_json,
+)
 
 URL = "https://acm.example/op/token"
 
@@ -365,3 +372,14 @@ async def test_a_header_value_that_could_split_the_request_is_refused_on_either_
 @given(st.dictionaries(st.text(max_size=12), st.text(max_size=24), max_size=5))
 def test_a_form_is_encoded_as_urlencode_encodes_it(form: dict[str, str]) -> None:
     assert _urlencoded(form) == urlencode(form)
+
+
+@given(st.text(max_size=40))
+def test_a_value_is_quoted_as_quote_plus_quotes_it(text: str) -> None:
+    assert _quote_plus(text) == quote_plus(text)
+
+
+def test_a_lone_surrogate_is_refused_as_quote_plus_refuses_it() -> None:
+    for quote in (quote_plus, _quote_plus):
+        with pytest.raises(UnicodeEncodeError):
+            quote("a\ud800b")
