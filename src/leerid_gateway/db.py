@@ -282,9 +282,8 @@ class _Warm:
     __slots__ = ("_failed_at", "_idle", "_sweep", "_sweep_loop")
 
     def __init__(self) -> None:
-        self._idle: list[
-            tuple[float, _Leased]
-        ] = []  # (given back at, …), oldest first; the last is reused first
+        # (given back at, the lease), oldest first; the last one is reused first
+        self._idle: list[tuple[float, _Leased]] = []
         self._sweep: asyncio.TimerHandle | None = None
         self._sweep_loop: asyncio.AbstractEventLoop | None = None
         self._failed_at = -1.0
