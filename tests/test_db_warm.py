@@ -67,16 +67,16 @@ async def _terminate(engine: AsyncEngine, pid: int) -> None:
 async def test_the_next_statement_runs_on_the_warm_connection_without_the_pool(engine: AsyncEngine) -> None:
     checkouts = _checkouts(engine)
     first = await _pid(engine)
-    assert (len(checkouts), warm_idle(engine.sync_engine), _pool(engine).checkedout()) == (1, 1, 1)
+    assert (len(checkouts), warm_idle(engine), _pool(engine).checkedout()) == (1, 1, 1)
     assert await _pid_in_transaction(engine) == first  # the admission's path takes it too
     assert await _pid(engine) == first
     assert len(checkouts) == 1
-    assert warm_idle(engine.sync_engine) == 1
+    assert warm_idle(engine) == 1
 
 
 async def test_a_warm_connection_counts_as_idle_not_in_use(engine: AsyncEngine) -> None:
     await _pid(engine)
-    metrics.observe_pool(_pool(engine), warm_idle(engine.sync_engine))
+    metrics.observe_pool(_pool(engine), warm_idle(engine))
     in_use = metrics.DB_POOL.labels(state="in_use")._value.get()
     idle = metrics.DB_POOL.labels(state="idle")._value.get()
     assert (in_use, idle) == (0, 1)
@@ -87,9 +87,9 @@ async def test_a_connection_goes_back_to_the_pool_after_waiting_idle(
 ) -> None:
     monkeypatch.setattr(db, "WARM_IDLE_SECONDS", 0.05)
     await _pid(engine)
-    assert warm_idle(engine.sync_engine) == 1
+    assert warm_idle(engine) == 1
     await asyncio.sleep(0.3)
-    assert (warm_idle(engine.sync_engine), _pool(engine).checkedout(), _pool(engine).checkedin()) == (0, 0, 1)
+    assert (warm_idle(engine), _pool(engine).checkedout(), _pool(engine).checkedin()) == (0, 0, 1)
 
 
 async def test_a_connection_goes_back_through_the_pool_when_it_is_old(
@@ -102,7 +102,7 @@ async def test_a_connection_goes_back_through_the_pool_when_it_is_old(
     await asyncio.sleep(0.1)
     await _pid(engine)
     assert len(checkouts) == 2
-    assert (warm_idle(engine.sync_engine), _pool(engine).checkedout()) == (1, 1)  # the fresh one
+    assert (warm_idle(engine), _pool(engine).checkedout()) == (1, 1)  # the fresh one
 
 
 async def test_at_most_warm_max_wait_and_the_rest_go_back(engine: AsyncEngine) -> None:
@@ -113,7 +113,7 @@ async def test_at_most_warm_max_wait_and_the_rest_go_back(engine: AsyncEngine) -
 
     pids = await asyncio.gather(*(held() for _ in range(7)))
     assert len(set(pids)) == 7
-    assert warm_idle(engine.sync_engine) == db.WARM_MAX
+    assert warm_idle(engine) == db.WARM_MAX
     assert (_pool(engine).checkedout(), _pool(engine).checkedin()) == (db.WARM_MAX, 7 - db.WARM_MAX)
 
 
@@ -135,7 +135,7 @@ async def test_a_lost_connection_sends_every_older_one_back_through_the_pool(eng
             return int((await rows(transaction, _PID, {}))[0][0])
 
     older = set(await asyncio.gather(*(held() for _ in range(3))))
-    assert warm_idle(engine.sync_engine) == 3
+    assert warm_idle(engine) == 3
     with pytest.raises(DBAPIError):
         async with driver_unit_of_work(engine) as transaction:
             pid = int((await rows(transaction, _PID, {}))[0][0])
@@ -143,7 +143,7 @@ async def test_a_lost_connection_sends_every_older_one_back_through_the_pool(eng
             for _ in range(50):  # until the driver sees the server's close
                 await rows(transaction, text("SELECT 1"), {})
                 await asyncio.sleep(0.02)
-    assert warm_idle(engine.sync_engine) == 0
+    assert warm_idle(engine) == 0
     assert await _pid(engine) not in older | {pid}
 
 
@@ -151,7 +151,7 @@ async def test_a_failed_statement_costs_its_connection(engine: AsyncEngine) -> N
     first = await _pid(engine)
     with pytest.raises(asyncpg.DivisionByZeroError):  # the driver's own error, as before
         await fetchrow_autocommit(engine, text("SELECT 1 / 0"), {})
-    assert warm_idle(engine.sync_engine) == 0
+    assert warm_idle(engine) == 0
     assert await _pid(engine) != first  # its state was not known: discarded, not kept
 
 
@@ -160,7 +160,7 @@ async def test_a_rolled_back_transaction_leaves_its_connection_warm_and_clean(en
         async with driver_unit_of_work(engine) as transaction:
             first = int((await rows(transaction, _PID, {}))[0][0])
             raise RuntimeError("the work failed")
-    assert warm_idle(engine.sync_engine) == 1
+    assert warm_idle(engine) == 1
     async with driver_unit_of_work(engine) as transaction:
         assert int((await rows(transaction, _PID, {}))[0][0]) == first
         assert transaction.driver.is_in_transaction()  # its own, new transaction
@@ -173,12 +173,12 @@ async def test_dispose_leaves_nothing_checked_out_with_or_without_release(pg_url
         driver = db._WARM[engine.sync_engine]._idle[0][1].pooled.driver_connection
         if released:
             release_warm(engine)
-            assert (warm_idle(engine.sync_engine), _pool(engine).checkedin()) == (0, 1)
+            assert (warm_idle(engine), _pool(engine).checkedin()) == (0, 1)
         await engine.dispose()
-        assert warm_idle(engine.sync_engine) == 0
+        assert warm_idle(engine) == 0
         assert driver.is_closed()  # closed by the pool's dispose, or by the keeper's own
         await _pid(engine)  # the new pool serves, and is kept warm from
-        assert warm_idle(engine.sync_engine) == 1
+        assert warm_idle(engine) == 1
         release_warm(engine)
         await engine.dispose()
 
@@ -191,11 +191,11 @@ async def test_the_pools_last_connection_is_never_kept_from_the_others(pg_url: s
         async with engine.connect() as busy:
             await busy.execute(text("SELECT 1"))  # one of the two at work
             await _pid(engine)  # the other: the pool's last
-            assert warm_idle(engine.sync_engine) == 0
+            assert warm_idle(engine) == 0
             async with asyncio.timeout(1), engine.connect() as other:  # at once, not after a sweep
                 await other.execute(text("SELECT 1"))
         await _pid(engine)  # with one to spare, it is kept
-        assert warm_idle(engine.sync_engine) == 1
+        assert warm_idle(engine) == 1
     finally:
         release_warm(engine)
         await engine.dispose()
@@ -219,5 +219,5 @@ async def test_a_connection_of_a_disposed_pool_is_not_kept(engine: AsyncEngine) 
     fresh = await _pid(engine)  # the new pool's, kept warm
     finish.set()
     old = await task
-    assert warm_idle(engine.sync_engine) == 1
+    assert warm_idle(engine) == 1
     assert await _pid(engine) == fresh != old

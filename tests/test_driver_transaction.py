@@ -37,7 +37,7 @@ _PID = text("SELECT pg_backend_pid()")
 
 def _in_use(engine: AsyncEngine) -> int:
     """Connections checked out of the pool and at work: not those kept warm for the next statement."""
-    return int(engine.sync_engine.pool.checkedout()) - warm_idle(engine.sync_engine)  # type: ignore[attr-defined]
+    return int(engine.sync_engine.pool.checkedout()) - warm_idle(engine)  # type: ignore[attr-defined]
 
 
 async def _killed(engine: AsyncEngine, transaction: DriverTransaction) -> int:

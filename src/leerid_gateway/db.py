@@ -324,10 +324,13 @@ class _Warm:
         if self._sweep is None or self._sweep_loop is not loop:  # none yet, or one on a loop now gone
             self._sweep, self._sweep_loop = loop.call_later(WARM_IDLE_SECONDS, self._swept), loop
 
-    def failed(self) -> None:
-        """A connection failed: none that left the pool before now is kept, none waiting is used."""
+    def lost(self, engine: AsyncEngine, pooled: PoolProxiedConnection, exc: BaseException) -> None:
+        """A connection failed: SQLAlchemy's own pool-wide invalidation (what its Connection does on
+        a disconnect; it invalidates this connection too), and none that left the pool before now is
+        kept, none waiting is used."""
         self._failed_at = time.monotonic()
         self.release()
+        engine.sync_engine.pool._invalidate(pooled, exc)
 
     def release(self) -> None:
         """Every waiting connection back to its pool."""
@@ -391,10 +394,10 @@ def release_warm(engine: AsyncEngine) -> None:
         warm.release()
 
 
-def warm_idle(engine: Engine) -> int:
+def warm_idle(engine: AsyncEngine) -> int:
     """How many of the pool's connections wait in ``_Warm``: checked out, as the pool counts them,
     but idle."""
-    warm = _WARM.get(engine)
+    warm = _WARM.get(engine.sync_engine)
     return 0 if warm is None else len(warm)
 
 
@@ -447,8 +450,7 @@ async def driver_unit_of_work(engine: AsyncEngine) -> AsyncIterator[DriverTransa
                 isinstance(exc, DBAPIError)
                 and (exc.connection_invalidated or (exc.orig is not None and _is_disconnect(exc.orig)))
             ):
-                warm.failed()
-                engine.sync_engine.pool._invalidate(pooled, exc)
+                warm.lost(engine, pooled, exc)
             else:
                 pooled.invalidate()
         raise
@@ -646,10 +648,7 @@ async def fetchrow_autocommit(
         row = await pooled.driver_connection.fetchrow(sql, *[params[name] for name in names])  # type: ignore[union-attr]
     except BaseException as exc:
         if _is_disconnect(exc):
-            # SQLAlchemy's own pool-wide invalidation (what Connection does on a disconnect); it
-            # invalidates this connection too.
-            warm.failed()
-            sync_engine.pool._invalidate(pooled, exc)
+            warm.lost(engine, pooled, exc)
         else:
             pooled.invalidate()
         pooled.close()

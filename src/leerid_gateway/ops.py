@@ -78,5 +78,5 @@ async def metrics(request: Request, gateway: GatewayDep) -> Response:
         if not hmac.compare_digest(given, expected):
             # RFC 6750 §3: say how to authenticate (the shared error handler would drop the header).
             return Response(status_code=401, headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
-    body = metric_registry.render(gateway.engine.pool, warm_idle(gateway.engine.sync_engine))
+    body = metric_registry.render(gateway.engine.pool, warm_idle(gateway.engine))
     return Response(body, media_type=CONTENT_TYPE_LATEST, headers={"Cache-Control": "no-store"})

@@ -62,7 +62,7 @@ async def test_a_pool_whose_last_connections_are_warm_is_busy_too(pg_url: str) -
     gateway = build_gateway(_settings(pg_url))
     try:
         await fetchrow_autocommit(gateway.engine, text("SELECT 1"), {})
-        assert warm_idle(gateway.engine.sync_engine) == 1
+        assert warm_idle(gateway.engine) == 1
         held = await gateway.engine.raw_connection()  # the pool's other one
         await _database_ok_at_once_with_the_listener(gateway)
         held.close()

@@ -203,21 +203,18 @@ _TO_QUOTE = re.compile(rb"[^A-Za-z0-9_.~ -]")  # what it percent-encodes (a spac
 
 
 def _urlencoded(form: dict[str, str]) -> str:
-    """``urlencode(form)`` (httpx's form encoding): each name and value through ``quote_plus``, but
-    as it is when there is nothing to quote (the code verifier, often the code), and otherwise with
-    a regular expression rather than ``quote``'s Python call per byte (the redirect_uri).
-    tests/oidc/test_upstream.py compares both with the standard library's."""
-    return "&".join(
-        (name if _NOTHING_TO_QUOTE.fullmatch(name) else _quote_plus(name))
-        + "="
-        + (value if _NOTHING_TO_QUOTE.fullmatch(value) else _quote_plus(value))
-        for name, value in form.items()
-    )
+    """``urlencode(form)`` (httpx's form encoding): each name and value through ``quote_plus``.
+    tests/oidc/test_upstream.py compares it with the standard library's."""
+    return "&".join(_quote_plus(name) + "=" + _quote_plus(value) for name, value in form.items())
 
 
 def _quote_plus(text: str) -> str:
     """``urllib.parse.quote_plus(text)``: UTF-8 (strict), every byte outside ``[A-Za-z0-9_.~-]`` as
-    ``%XX`` in upper case, and a space as ``+``."""
+    ``%XX`` in upper case, and a space as ``+``. As it is when there is nothing to quote (the code
+    verifier, often the code), and otherwise with a regular expression rather than ``quote``'s
+    Python call per byte (the redirect_uri)."""
+    if _NOTHING_TO_QUOTE.fullmatch(text):
+        return text
     return _TO_QUOTE.sub(_percent, text.encode("utf-8")).decode("ascii").replace(" ", "+")
 
 
